@@ -1,0 +1,95 @@
+"""The decoder gives the official inference's frames, counted as decoded, with
+their real timestamps; bad files fail with a clear cause."""
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import decoder
+from conftest import ffmpeg, reference_frames
+
+
+def decode_all(path: Path):
+    info = decoder.probe(path)
+    reader = decoder.FrameReader(info, chunk=97)  # a chunk size that doesn't divide anything
+    chunks = []
+    while (chunk := reader.read()) is not None:
+        chunks.append(chunk)
+    report = reader.finish()
+    return info, np.concatenate(chunks), report
+
+
+def test_frames_equal_official_ffmpeg_command_on_sample(sample_video):
+    info, frames, report = decode_all(sample_video)
+    ref = reference_frames(sample_video)
+    assert frames.shape == ref.shape == (5301, 27, 48, 3)
+    diff = np.abs(frames.astype(int) - ref.astype(int)).max()
+    print(f"max pixel difference vs ffmpeg -s 48x27: {diff}")
+    assert diff == 0
+    assert report.frame_count == 5301
+    assert info.fps == 25.0 and info.expected_frames == 5301
+    # Constant 25 fps: frame i at i / 25 s.
+    assert np.allclose(report.timestamps, np.arange(5301) / 25.0, atol=1e-6)
+
+
+def test_frames_equal_official_command_on_full_hd(tmp_path, sample_video):
+    hd = tmp_path / "hd.mkv"
+    ffmpeg("-i", str(sample_video), "-t", "4", "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset",
+           "ultrafast", str(hd))
+    _, frames, _ = decode_all(hd)
+    ref = reference_frames(hd)
+    assert frames.shape == ref.shape
+    assert np.array_equal(frames, ref)
+
+
+def test_variable_frame_rate_counts_decoded_frames_with_their_timestamps(tmp_path):
+    # 50 frames at 25 fps, then 50 at 10 fps: timestamps jump, no frame repeats.
+    vfr = tmp_path / "vfr.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=2",
+           "-f", "lavfi", "-i", "mandelbrot=size=160x90:rate=10,trim=duration=5",
+           "-filter_complex", "[0]settb=1/1000[a];[1]settb=1/1000[b];[a][b]concat=n=2:v=1:a=0,format=yuv420p",
+           "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", "ultrafast", str(vfr))
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                            "frame=pts_time", "-of", "csv=p=0", str(vfr)],
+                           capture_output=True, text=True, check=True).stdout.split()
+    truth = [float(t.strip(",")) for t in probe]
+    _, frames, report = decode_all(vfr)
+    assert report.frame_count == len(truth) == frames.shape[0] == 100
+    assert np.allclose(report.timestamps, np.array(truth) - truth[0], atol=1e-3)
+    # The official command would have resampled to a constant rate: more frames.
+    assert reference_frames(vfr).shape[0] > 100
+
+
+@pytest.mark.parametrize("maker, cause", [
+    (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+    (lambda p: p.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()),
+     "cannot read video: Invalid data found when processing input"),
+])
+def test_unreadable_files_fail_at_probe(tmp_path, maker, cause):
+    path = tmp_path / "bad.mp4"
+    maker(path)
+    with pytest.raises(decoder.DecodeError) as info:
+        decoder.probe(path)
+    assert str(info.value) == cause
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "audio.mp4"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(path))
+    with pytest.raises(decoder.DecodeError, match="no video stream"):
+        decoder.probe(path)
+
+
+def test_truncated_file_fails_instead_of_giving_half_a_result(tmp_path, sample_video):
+    full = tmp_path / "full.mkv"
+    ffmpeg("-i", str(sample_video), "-t", "40", "-c", "copy", str(full))
+    cut = tmp_path / "cut.mkv"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    info = decoder.probe(cut)  # the header is intact: the damage shows only while decoding
+    reader = decoder.FrameReader(info)
+    while reader.read() is not None:
+        pass
+    with pytest.raises(decoder.DecodeError, match=r"truncated or damaged: decoding stopped at \d+\.\d s of 40\.\d s"):
+        reader.finish()

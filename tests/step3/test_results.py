@@ -1,0 +1,100 @@
+"""Result files: names, atomic writes, what counts as done, leftovers of a crash."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import results
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_result_names_use_the_stem_unless_two_videos_share_it(tmp_path):
+    a_mp4, a_mov, b = touch(tmp_path / "a.mp4"), touch(tmp_path / "a.mov"), touch(tmp_path / "b.mkv")
+    siblings = [a_mp4, a_mov, b]
+    assert results.result_paths(b, siblings) == results.ResultPaths(tmp_path / "b.csv", tmp_path / "b.scenes.json")
+    pa, pb = results.result_paths(a_mp4, siblings), results.result_paths(a_mov, siblings)
+    assert pa.csv.name == "a.mp4.csv" and pb.csv.name == "a.mov.csv"
+    assert pa.json.name == "a.mp4.scenes.json" and pb.json.name == "a.mov.scenes.json"
+
+
+def test_find_videos_recursive_case_insensitive_sorted(tmp_path):
+    for name in ["b/x.MP4", "a/y.mov", "a/z.txt", "c.MKV", ".hidden.mp4", ".cache/w.mp4", "d/e/f.WebM", "g.m4v"]:
+        touch(tmp_path / name)
+    found = [p.relative_to(tmp_path).as_posix() for p in
+             results.find_videos(tmp_path, [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"])]
+    assert found == ["c.MKV", "g.m4v", "a/y.mov", "b/x.MP4", "d/e/f.WebM"]
+    single = touch(tmp_path / "one.avi")
+    assert results.find_videos(single, [".mp4"]) == [single]
+
+
+def complete_pair(tmp_path, threshold=0.5):
+    video = touch(tmp_path / "v.mp4", b"video bytes")
+    paths = results.result_paths(video, [video])
+    results.write_results(paths, "No\n1\n", {"video": {"identity": results.video_identity(video)},
+                                              "threshold": threshold})
+    return video, paths
+
+
+def test_complete_results_are_recognised(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    assert results.is_complete(video, paths, 0.5)
+
+
+def test_csv_without_its_json_is_not_done(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    paths.json.unlink()
+    assert not results.is_complete(video, paths, 0.5)
+
+
+def test_changed_csv_changed_video_or_other_threshold_is_not_done(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    assert not results.is_complete(video, paths, 0.4)
+    paths.csv.write_text("No\n1\n2\n")
+    assert not results.is_complete(video, paths, 0.5)
+    video, paths = complete_pair(tmp_path)
+    video.write_bytes(b"another video")
+    assert not results.is_complete(video, paths, 0.5)
+
+
+def test_truncated_json_is_not_done(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    paths.json.write_text(paths.json.read_text()[:20])
+    assert not results.is_complete(video, paths, 0.5)
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "r.csv"
+    target.write_text("old")
+    results.write_atomic(target, b"new content")
+    assert target.read_text() == "new content"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.csv"
+    target.write_text("old")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", broken_replace)
+    try:
+        results.write_atomic(target, b"new")
+    except OSError:
+        pass
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = touch(tmp_path / f".step3-tmp-{dead}-abc.part")
+    mine = touch(tmp_path / f".step3-tmp-{os.getpid()}-def.part")
+    other = touch(tmp_path / "keep.csv")
+    assert results.remove_stale_temporaries([tmp_path]) == [stale]
+    assert mine.exists() and other.exists() and not stale.exists()
