@@ -1,0 +1,58 @@
+"""The dashboard: a Flask app over a runner that launches each step in its own venv."""
+import os
+from pathlib import Path
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "ROOT": str(ROOT),
+    "WORKFLOW_CONFIG": str(ROOT / "config" / "workflow.json"),
+    "PROJECTS_DIR": str(ROOT / "projects"),
+    "LOGS_DIR": str(ROOT / "logs"),
+    "DATABASE": str(ROOT / "data" / "runs.sqlite3"),
+    "HOST": "127.0.0.1",
+    "TOKEN": None,
+    "ECHO_LOG": False,
+    "NVIDIA_SMI": None,  # None: found on PATH
+    "SSE_HEARTBEAT_S": 15.0,
+    "SSE_MIN_INTERVAL_S": 0.05,
+    "SSE_SYSTEM_S": 2.0,
+    "SSE_MAX_CLIENTS": 64,
+}
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app. ``test_config`` overrides DEFAULTS (paths, host, token...).
+
+    The token comes from the DASHBOARD_TOKEN environment variable unless given.
+    A host that is not loopback without a token is refused.
+    """
+    from . import security
+    from .service import Dashboard
+    from .web import api, events, logs, pages
+
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(DEFAULTS)
+    app.config["TOKEN"] = os.environ.get("DASHBOARD_TOKEN") or None
+    if test_config:
+        app.config.update(test_config)
+    app.json.sort_keys = False
+    security.check_startup(app.config["HOST"], app.config["TOKEN"])
+
+    dashboard = Dashboard(
+        root=Path(app.config["ROOT"]),
+        workflow_path=Path(app.config["WORKFLOW_CONFIG"]),
+        projects_dir=Path(app.config["PROJECTS_DIR"]),
+        logs_dir=Path(app.config["LOGS_DIR"]),
+        db_path=Path(app.config["DATABASE"]),
+        echo=app.config["ECHO_LOG"],
+        nvidia_smi=app.config["NVIDIA_SMI"],
+    )
+    app.extensions["dashboard"] = dashboard
+    security.init_app(app)
+    for module in (pages, api, logs, events):
+        app.register_blueprint(module.bp)
+    pages.register_filters(app)
+    return app

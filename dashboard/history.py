@@ -1,0 +1,158 @@
+"""Run history in one SQLite file.
+
+One connection shared by the server's threads behind a lock: writes are few
+(a run's start, its end, a progress checkpoint every few seconds) and a single
+connection keeps the number of open files fixed however many runs go by.
+"""
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    step_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL DEFAULT 'user',
+    sequence_id INTEGER,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    return_code INTEGER,
+    reason TEXT,
+    total INTEGER,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    fraction REAL,
+    current_item TEXT,
+    lines INTEGER NOT NULL DEFAULT 0,
+    log_path TEXT,
+    argv TEXT,
+    pid INTEGER,
+    pid_started_at REAL,
+    updated_at REAL
+);
+CREATE TABLE IF NOT EXISTS sequences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    status TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_step ON runs (step_id, id);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+"""
+
+COLUMNS = (
+    "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
+    "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
+    "log_path", "argv", "pid", "pid_started_at", "updated_at",
+)
+_UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at"}
+
+
+class RunStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: written by a newer dashboard (schema {version} > {SCHEMA_VERSION})")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
+               argv=None, status: str = "running") -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv) VALUES (?, ?, ?, ?, ?, ?)",
+                (step_id, status, trigger, sequence_id, started_at, json.dumps(argv) if argv is not None else None),
+            )
+            return cur.lastrowid
+
+    def update(self, run_id: int, **fields) -> None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
+        if "argv" in fields and fields["argv"] is not None:
+            fields["argv"] = json.dumps(fields["argv"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
+
+    def get(self, run_id: int) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _as_dict(row) if row else None
+
+    def find(self, step_id: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0):
+        where, params = [], []
+        if step_id:
+            where.append("step_id = ?")
+            params.append(step_id)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM runs {clause}", params).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT * FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
+            ).fetchall()
+        return [_as_dict(r) for r in rows], total
+
+    def latest(self, step_id: str) -> dict | None:
+        rows, _ = self.find(step_id=step_id, limit=1)
+        return rows[0] if rows else None
+
+    def with_status(self, status: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs WHERE status = ? ORDER BY id", (status,)).fetchall()
+        return [_as_dict(r) for r in rows]
+
+    def create_sequence(self, steps: list[str], started_at: float) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO sequences (status, steps, started_at) VALUES ('running', ?, ?)",
+                (json.dumps(steps), started_at),
+            )
+            return cur.lastrowid
+
+    def finish_sequence(self, sequence_id: int, status: str, ended_at: float, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE sequences SET status = ?, ended_at = ?, reason = ? WHERE id = ?",
+                (status, ended_at, reason, sequence_id),
+            )
+
+    def interrupt_sequences(self, ended_at: float, reason: str) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE sequences SET status = 'interrupted', ended_at = ?, reason = ? WHERE status = 'running'",
+                (ended_at, reason),
+            )
+            return cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _as_dict(row: sqlite3.Row) -> dict:
+    data = dict(row)
+    if data.get("argv"):
+        try:
+            data["argv"] = json.loads(data["argv"])
+        except ValueError:
+            pass
+    return data

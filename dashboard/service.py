@@ -1,0 +1,206 @@
+"""The dashboard's parts wired together, and the views of their state.
+
+No web framework here either: the blueprints call these methods, and so can a
+script or a test. Every state the pages and the API show is built here, so the
+JSON API and the pages cannot disagree.
+"""
+import logging
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from . import logfiles
+from .bus import EventBus
+from .history import RunStore
+from .projects import list_videos
+from .registry import Registry, load_registry
+from .runner import DASHBOARD_PREFIX, Runner, RunStatus, topic_of
+from .sequence import TOPIC as SEQUENCE_TOPIC
+from .sequence import SequenceRunner
+from .system import SystemSampler
+
+APP_LOG = "app.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def make_logger(logs_dir: Path, echo: bool = False) -> logging.Logger:
+    """A logger of its own per dashboard (tests build many): app.log, rotated, appended to."""
+    logger = logging.Logger("dashboard")
+    logger.setLevel(logging.INFO)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(logs_dir / APP_LOG, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    if echo:
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        stream.setLevel(logging.WARNING)
+        logger.addHandler(stream)
+    return logger
+
+
+class Dashboard:
+    def __init__(self, root: Path, workflow_path: Path, projects_dir: Path, logs_dir: Path, db_path: Path,
+                 echo: bool = False, recover: bool = True, nvidia_smi: str | None = None):
+        self.root = Path(root).resolve()
+        self.projects_dir = Path(projects_dir).resolve()
+        self.logs_dir = Path(logs_dir).resolve()
+        self.log = make_logger(self.logs_dir, echo)
+        self.registry: Registry = load_registry(Path(workflow_path), self.root)
+        for problem in self.registry.problems + [p for s in self.registry.steps for p in s.problems]:
+            self.log.error("config: %s", problem)
+        self.store = RunStore(Path(db_path))
+        self.bus = EventBus()
+        self.runner = Runner(self.registry, self.store, self.logs_dir, self.projects_dir, self.bus, self.log)
+        self.sequences = SequenceRunner(self.registry, self.runner, self.store, self.bus, self.log)
+        self.system = SystemSampler(self.projects_dir if self.projects_dir.exists() else self.root, nvidia_smi)
+        if recover:
+            self.runner.recover()
+            self.store.interrupt_sequences(time.time(), "interrupted: the server stopped while it ran")
+        self.log.info("dashboard ready: %d step(s), projects folder %s", len(self.registry.steps), self.projects_dir)
+        self._closed = False
+
+    # ---- state views -------------------------------------------------------
+
+    def step_state(self, step_id: str) -> dict | None:
+        step = self.registry.get(step_id)
+        if step is None:
+            return None
+        problems, fix = self.registry.readiness(step)
+        run = self.runner.latest(step.id)
+        if run is not None:
+            snapshot = run.snapshot()
+        else:
+            row = self.store.latest(step.id)
+            snapshot = self._row_snapshot(row, with_lines=True) if row else None
+        running = snapshot is not None and snapshot["status"] == RunStatus.RUNNING.value
+        return {
+            "id": step.id,
+            "name": step.name,
+            "description": step.description,
+            "venv": step.venv,
+            "script": step.script,
+            "resources": list(step.resources),
+            "run_all": step.run_all,
+            "problems": problems,
+            "fix": fix,
+            "ready": not problems,
+            "running": running,
+            "blocked": None if running else self.runner.blocker(step),
+            "run": snapshot,
+        }
+
+    def steps_state(self) -> list[dict]:
+        return [self.step_state(s.id) for s in self.registry.steps]
+
+    def sequence_state(self) -> dict:
+        seq = self.sequences.current()
+        return {
+            "steps": self.sequences.steps(),
+            "current": seq.snapshot() if seq else None,
+        }
+
+    def snapshot(self) -> dict:
+        return {
+            "server_time": time.time(),
+            "steps": self.steps_state(),
+            "sequence": self.sequence_state(),
+            "config_problems": list(self.registry.problems),
+        }
+
+    def topic_state(self, topic: str):
+        """(event name, payload) for a bus topic."""
+        if topic == SEQUENCE_TOPIC:
+            return "sequence", self.sequence_state()
+        if topic.startswith("step:"):
+            state = self.step_state(topic[len("step:"):])
+            if state is not None:
+                # A step's end can unblock another step that shares its resource.
+                return "step", state
+        return None
+
+    def run_state(self, run_id: int) -> dict | None:
+        run = self.runner.get(run_id)
+        if run is not None:
+            return run.snapshot()
+        row = self.store.get(run_id)
+        return self._row_snapshot(row, with_lines=False) if row else None
+
+    def runs(self, step_id=None, status=None, limit=50, offset=0) -> tuple[list[dict], int]:
+        rows, total = self.store.find(step_id=step_id, status=status, limit=limit, offset=offset)
+        live = {r.id: r for r in self.runner.active_runs()}
+        out = [live[r["id"]].snapshot() if r["id"] in live else self._row_snapshot(r, with_lines=False) for r in rows]
+        return out, total
+
+    def _row_snapshot(self, row: dict, with_lines: bool) -> dict:
+        now = time.time()
+        end = row["ended_at"] if row["ended_at"] is not None else now
+        fraction = row["fraction"]
+        step = self.registry.get(row["step_id"])
+        return {
+            "id": row["id"],
+            "step_id": row["step_id"],
+            "status": row["status"],
+            "cancelling": False,
+            "trigger": row["trigger"],
+            "sequence_id": row["sequence_id"],
+            "started_at": row["started_at"],
+            "ended_at": row["ended_at"],
+            "elapsed_s": round(max(0.0, end - row["started_at"]), 3),
+            "eta_s": None,
+            "return_code": row["return_code"],
+            "reason": row["reason"],
+            "total": row["total"],
+            "index": None,
+            "item": row["current_item"],
+            "item_done": None,
+            "item_total": None,
+            "fraction": fraction,
+            "percent": None if fraction is None else round(100 * fraction, 1),
+            "succeeded": row["succeeded"],
+            "failed": row["failed"],
+            "skipped": row["skipped"],
+            "last_success": None,
+            "failures": [],
+            "lines": row["lines"],
+            "last_lines": self._last_lines(row["log_path"]) if with_lines else [],
+            "log": row["log_path"],
+            "step_name": step.name if step else row["step_id"],
+        }
+
+    def _last_lines(self, log_rel: str | None, count: int = 10) -> list[str]:
+        """The last lines a step printed, from its log (after a restart, memory is gone)."""
+        if not log_rel:
+            return []
+        try:
+            path = logfiles.resolve(self.logs_dir, log_rel)
+            keep = lambda line: not line.startswith(DASHBOARD_PREFIX)  # noqa: E731
+            return logfiles.tail(path, count, keep, scan_budget=1024 * 1024)["lines"]
+        except (OSError, logfiles.UnsafePath):
+            return []
+
+    def run_log(self, run_id: int) -> Path | None:
+        row = self.store.get(run_id)
+        if not row or not row["log_path"]:
+            return None
+        return logfiles.resolve(self.logs_dir, row["log_path"])
+
+    def videos(self) -> dict:
+        return list_videos(self.projects_dir)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.sequences.shutdown(timeout=1.0)
+        self.runner.shutdown()
+        self.sequences.shutdown()
+        self.bus.close()
+        self.store.close()
+        self.log.info("dashboard stopped")
+        for handler in list(self.log.handlers):
+            self.log.removeHandler(handler)
+            handler.close()
+
+
+__all__ = ["Dashboard", "APP_LOG", "topic_of"]

@@ -1,0 +1,119 @@
+"""The HTML pages. They render the same state the API serves; their scripts keep it live."""
+import math
+from datetime import datetime
+
+from flask import Blueprint, Flask, render_template, request
+
+from .. import logfiles
+from ..runner import RunStatus
+from ..service import APP_LOG
+from . import dashboard
+from .api import read_log
+
+bp = Blueprint("pages", __name__)
+PAGE_SIZE = 50
+FILES = "_files"  # the log viewer's "other files" source
+
+
+@bp.get("/")
+def index():
+    svc = dashboard()
+    return render_template("dashboard.html", state=svc.snapshot(), videos=svc.videos(),
+                           projects_dir=str(svc.projects_dir))
+
+
+@bp.get("/history")
+def history():
+    svc = dashboard()
+    step_id = request.args.get("step") or None
+    status = request.args.get("status") or None
+    if status not in {s.value for s in RunStatus}:
+        status = None
+    try:
+        page = max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        page = 1
+    runs, total = svc.runs(step_id, status, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    names = {s.id: s.name for s in svc.registry.steps}
+    return render_template("history.html", runs=runs, total=total, page=page,
+                           pages=max(1, math.ceil(total / PAGE_SIZE)), step_id=step_id, status=status,
+                           steps=svc.registry.steps, names=names, statuses=[s.value for s in RunStatus])
+
+
+@bp.get("/logs")
+def logs():
+    """?run=ID (a run's log), ?path=REL (any file in logs/), ?step=ID (its latest run), else app.log."""
+    svc = dashboard()
+    args = request.args
+    step_id, run_arg, path_arg = args.get("step", ""), args.get("run", ""), args.get("path", "")
+    run_id = int(run_arg) if run_arg.isdigit() else None
+    if run_id is not None:
+        row = svc.store.get(run_id)
+        step_id = row["step_id"] if row else step_id
+    elif path_arg:
+        step_id = FILES
+    elif step_id and svc.registry.get(step_id):
+        latest = svc.store.latest(step_id)
+        run_id = latest["id"] if latest else None
+    elif step_id != FILES:
+        step_id = ""
+
+    data, error, source = None, None, None
+    try:
+        if run_id is not None:
+            path = svc.run_log(run_id)
+            if path is None:
+                raise FileNotFoundError
+            source = {"run": run_id}
+        elif path_arg or not step_id:
+            path = logfiles.resolve(svc.logs_dir, path_arg or APP_LOG)
+            source = {"path": path_arg or APP_LOG}
+        else:
+            path = None
+            error = "no run of this step yet" if step_id != FILES else "choose a file"
+        if path is not None:
+            data = read_log(path, svc.logs_dir)
+    except logfiles.UnsafePath as exc:
+        error = f"refused: {exc}"
+    except FileNotFoundError:
+        error = "no such log file"
+
+    runs = svc.runs(step_id, None, 100, 0)[0] if step_id and step_id != FILES else []
+    files = logfiles.list_files(svc.logs_dir) if step_id == FILES else []
+    return render_template(
+        "logs.html", steps=svc.registry.steps, runs=runs, files=files, step_id=step_id, run_id=run_id,
+        path=path_arg, data=data, error=error, source=source, files_value=FILES,
+        tail=args.get("tail", "200"), text_filter=args.get("filter", ""), level=args.get("level", "all"),
+    )
+
+
+def register_filters(app: Flask) -> None:
+    app.add_template_filter(_when, "when")
+    app.add_template_filter(_duration, "duration")
+    app.add_template_filter(_size, "size")
+
+
+def _when(epoch) -> str:
+    if epoch is None:
+        return "—"
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _size(n) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+

@@ -1,0 +1,238 @@
+// Dashboard page: keeps the cards live from the server's event stream.
+// Text always goes in through textContent: names and log lines are never markup.
+(() => {
+  "use strict";
+
+  const initial = JSON.parse(document.getElementById("initial-state").textContent);
+  let clockOffset = initial.server_time - Date.now() / 1000;
+  const steps = {};        // step id -> latest step state
+  const baseTitle = document.title;
+
+  const serverNow = () => Date.now() / 1000 + clockOffset;
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
+    const s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    const pad = (n) => String(n).padStart(2, "0");
+    return h ? `${h}:${pad(m)}:${pad(r)}` : `${m}:${pad(r)}`;
+  }
+
+  function when(epoch) {
+    if (!epoch) return "";
+    const d = new Date(epoch * 1000);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined) return "—";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+  }
+
+  const setText = (el, text) => { if (el && el.textContent !== text) el.textContent = text; };
+  const field = (root, name) => root.querySelector(`[data-field="${name}"]`);
+
+  function fillList(ul, items) {
+    ul.replaceChildren(...items.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }));
+  }
+
+  function timing(run) {
+    // Elapsed and ETA from the server's clock, so that a reload shows the same timer.
+    if (run.status !== "running") return { elapsed: run.elapsed_s, eta: null };
+    const now = serverNow();
+    const elapsed = now - run.started_at;
+    let eta = null;
+    if (run.eta_s !== null && run.eta_s !== undefined) {
+      const measuredAt = run.started_at + run.elapsed_s;
+      eta = Math.max(0, run.eta_s - (now - measuredAt));
+    }
+    return { elapsed, eta };
+  }
+
+  function renderStep(step) {
+    steps[step.id] = step;
+    const card = document.getElementById(`step-${step.id}`);
+    if (!card) return;
+    const run = step.run;
+    const status = run ? run.status : "idle";
+    card.dataset.status = status;
+    const badge = field(card, "status");
+    setText(badge, run && run.cancelling ? "cancelling" : status);
+    badge.className = `badge status-${status}`;
+
+    const problemsBox = field(card, "problems-box");
+    problemsBox.hidden = step.problems.length === 0;
+    fillList(field(card, "problems"), step.problems);
+    field(card, "fix-box").hidden = !step.fix;
+    setText(field(card, "fix"), step.fix || "");
+
+    const bar = field(card, "bar");
+    const percent = run && run.percent !== null && run.percent !== undefined ? run.percent : null;
+    bar.value = percent === null ? 0 : percent;
+    bar.classList.toggle("indeterminate", !!run && run.status === "running" && percent === null);
+    setText(field(card, "percent"), percent === null ? "—" : `${percent.toFixed(1)} %`);
+
+    let item = "—";
+    if (run && run.item) {
+      item = run.item;
+      if (run.index && run.total) item += ` (${run.index}/${run.total})`;
+      if (run.status === "running" && run.item_total) item += ` · ${run.item_done}/${run.item_total}`;
+    }
+    setText(field(card, "item"), item);
+    setText(field(card, "counts"), run
+      ? `${run.succeeded} succeeded · ${run.failed} failed · ${run.skipped} skipped` + (run.total !== null && run.total !== undefined ? ` of ${run.total}` : "")
+      : "—");
+    setText(field(card, "reason"), run ? (run.cancelling ? "cancelling…" : (run.reason || "running")) : "never run");
+    const link = field(card, "run-link");
+    if (run) {
+      link.href = `/logs?run=${encodeURIComponent(run.id)}`;
+      setText(link, `#${run.id} · log`);
+      setText(field(card, "started"), `started ${when(run.started_at)}`);
+    }
+    const failures = run ? run.failures : [];
+    field(card, "failures-box").hidden = failures.length === 0;
+    fillList(field(card, "failures"), failures.map((f) => `${f.item}: ${f.detail}`));
+
+    const lines = field(card, "lines");
+    const text = run ? run.last_lines.join("\n") : "";
+    if (lines.textContent !== text) {
+      lines.textContent = text;
+      lines.scrollTop = lines.scrollHeight;
+    }
+    card.querySelector('[data-action="run"]').disabled = !step.ready || step.running || !!step.blocked;
+    card.querySelector('[data-action="cancel"]').disabled = !step.running || (run && run.cancelling);
+    setText(field(card, "blocked"), step.running ? "" : (step.blocked || ""));
+    renderTimes(step);
+  }
+
+  function renderTimes(step) {
+    const card = document.getElementById(`step-${step.id}`);
+    const run = step.run;
+    if (!card || !run) return;
+    const t = timing(run);
+    setText(field(card, "elapsed"), duration(t.elapsed));
+    setText(field(card, "eta"), run.status === "running" ? duration(t.eta) : "—");
+  }
+
+  function renderSequence(state) {
+    const box = document.getElementById("sequence");
+    const seq = state.current;
+    let text;
+    if (seq) {
+      text = `Run all #${seq.id}: ${seq.status}`;
+      if (seq.current_step) text += ` — now ${seq.current_step}`;
+      if (seq.waiting) text += ` — ${seq.waiting}`;
+      if (seq.reason) text += ` — ${seq.reason}`;
+    } else {
+      text = `Run all: ${state.steps.join(" → ") || "no step takes part"}`;
+    }
+    setText(box, text);
+    const running = !!seq && seq.status === "running";
+    document.getElementById("run-all").disabled = running;
+    document.getElementById("cancel-all").disabled = !running;
+  }
+
+  function renderSystem(sys) {
+    const panel = document.getElementById("system");
+    const load = sys.load_average ? ` · load ${sys.load_average.map((x) => x.toFixed(2)).join(" ")}` : "";
+    setText(field(panel, "cpu"), `${sys.cpu_percent.toFixed(0)} % of ${sys.cpu_count} core${sys.cpu_count > 1 ? "s" : ""}${load}`);
+    setText(field(panel, "memory"), `${bytes(sys.memory_used)} of ${bytes(sys.memory_total)} (${sys.memory_percent.toFixed(0)} %)`);
+    setText(field(panel, "disk"), sys.disk ? `${bytes(sys.disk.free)} free of ${bytes(sys.disk.total)}` : "—");
+    let gpu = "none found (no nvidia-smi)";
+    if (sys.gpu_error) gpu = sys.gpu_error;
+    else if (sys.gpus.length) {
+      gpu = sys.gpus.map((g) => `${g.name}: ${g.utilization ?? "?"} % · ${g.memory_used_mib ?? "?"} / ${g.memory_total_mib ?? "?"} MiB`).join("; ");
+    }
+    setText(field(panel, "gpu"), gpu);
+  }
+
+  function renderTitle() {
+    const running = Object.values(steps).filter((s) => s.run && s.run.status === "running");
+    if (!running.length) { document.title = baseTitle; return; }
+    const s = running[0];
+    const pct = s.run.percent === null ? "…" : `${Math.floor(s.run.percent)} %`;
+    document.title = `${pct} ${s.name} · ${baseTitle}`;
+  }
+
+  function renderAll(snapshot) {
+    clockOffset = snapshot.server_time - Date.now() / 1000;
+    snapshot.steps.forEach(renderStep);
+    renderSequence(snapshot.sequence);
+    renderTitle();
+  }
+
+  function showMessage(el, text, ok) {
+    el.textContent = text;
+    el.classList.toggle("ok", !!ok);
+  }
+
+  async function post(url) {
+    let response;
+    try {
+      response = await fetch(url, { method: "POST", headers: { Accept: "application/json" } });
+    } catch (err) {
+      return { ok: false, body: { error: `the dashboard did not answer (${err.message})` } };
+    }
+    let body = {};
+    try { body = await response.json(); } catch (_) { /* an empty or non-JSON answer */ }
+    return { ok: response.ok, status: response.status, body };
+  }
+
+  document.querySelector(".cards").addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const card = button.closest(".card");
+    const stepId = card.dataset.step;
+    const message = field(card, "message");
+    button.disabled = true;
+    const action = button.dataset.action;
+    const result = await post(`/api/steps/${encodeURIComponent(stepId)}/${action}`);
+    if (result.ok) {
+      showMessage(message, action === "run" ? `Started run #${result.body.run_id}.` : "Cancelling…", true);
+      if (result.body.run && steps[stepId]) {
+        renderStep({ ...steps[stepId], run: result.body.run, running: result.body.run.status === "running" });
+      }
+    } else {
+      let text = result.body.error || `error ${result.status}`;
+      if (result.body.fix) text += ` — run: ${result.body.fix}`;
+      showMessage(message, text, false);
+      if (steps[stepId]) renderStep(steps[stepId]);
+    }
+  });
+
+  const toolbarMessage = document.getElementById("toolbar-message");
+  document.getElementById("run-all").addEventListener("click", async () => {
+    const result = await post("/api/run-all");
+    showMessage(toolbarMessage, result.ok ? "Run all started." : (result.body.error || `error ${result.status}`), result.ok);
+  });
+  document.getElementById("cancel-all").addEventListener("click", async () => {
+    const result = await post("/api/run-all/cancel");
+    showMessage(toolbarMessage, result.ok ? "Cancelling run all…" : (result.body.error || `error ${result.status}`), result.ok);
+  });
+
+  const connection = document.getElementById("connection");
+  function connect() {
+    const source = new EventSource("/api/events");
+    source.addEventListener("open", () => { connection.hidden = true; });
+    source.addEventListener("error", () => {
+      connection.hidden = false;
+      connection.textContent = "Connection lost: reconnecting…";
+    });
+    source.addEventListener("snapshot", (e) => renderAll(JSON.parse(e.data)));
+    source.addEventListener("step", (e) => { renderStep(JSON.parse(e.data)); renderTitle(); });
+    source.addEventListener("sequence", (e) => renderSequence(JSON.parse(e.data)));
+    source.addEventListener("system", (e) => renderSystem(JSON.parse(e.data)));
+  }
+
+  renderAll(initial);
+  setInterval(() => { Object.values(steps).forEach(renderTimes); }, 1000);
+  connect();
+})();
