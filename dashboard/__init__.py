@@ -1,8 +1,10 @@
-"""The dashboard: a Flask app over a runner that launches each step in its own venv."""
+"""The dashboard: a Flask app over a runner that launches each step in its own venv.
+
+Flask is imported inside create_app only: the runner, the history and the
+other parts below the web layer import this package without pulling Flask in.
+"""
 import os
 from pathlib import Path
-
-from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,12 +25,14 @@ DEFAULTS = {
 }
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None):
     """Build the app. ``test_config`` overrides DEFAULTS (paths, host, token...).
 
     The token comes from the DASHBOARD_TOKEN environment variable unless given.
     A host that is not loopback without a token is refused.
     """
+    from flask import Flask
+
     from . import security
     from .service import Dashboard
     from .web import api, events, logs, pages

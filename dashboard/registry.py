@@ -110,7 +110,8 @@ def load_registry(path: Path, root: Path) -> Registry:
     for position, entry in enumerate(data["steps"], 1):
         step = _load_step(entry, position, venvs, root)
         if step.id in seen:
-            step = _with_problem(step, f"{step.id}: the id is used by an earlier step")
+            # The first step keeps the id; this one gets a placeholder one and the problem.
+            step = _with_problem(step, f"{step.id}: the id is used by an earlier step", f"step-{position}")
         seen.add(step.id)
         steps.append(step)
     return Registry(root, steps, venvs, problems)
@@ -130,9 +131,10 @@ def _load_venvs(raw, problems: list[str]) -> dict[str, Venv]:
     return venvs
 
 
-def _with_problem(step: Step, problem: str) -> Step:
+def _with_problem(step: Step, problem: str, new_id: str) -> Step:
     fields = {k: getattr(step, k) for k in step.__dataclass_fields__}
     fields["problems"] = step.problems + (problem,)
+    fields["id"] = new_id
     return Step(**fields)
 
 

@@ -17,14 +17,15 @@ def _error(status: int, message: str, **extra):
     return response
 
 
-@bp.errorhandler(404)
-def _not_found(_exc):
-    return _error(404, "not found")
-
-
-@bp.errorhandler(405)
-def _not_allowed(_exc):
-    return _error(405, "method not allowed")
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+@bp.app_errorhandler(500)
+def _http_error(exc):
+    # Scripts get JSON under /api/; the pages keep Flask's plain error pages.
+    if request.path.startswith("/api/"):
+        code = getattr(exc, "code", 500) or 500
+        return _error(code, getattr(exc, "description", None) or "internal error")
+    return exc
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

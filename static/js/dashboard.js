@@ -92,6 +92,8 @@
       : "—");
     setText(field(card, "reason"), run ? (run.cancelling ? "cancelling…" : (run.reason || "running")) : "never run");
     const link = field(card, "run-link");
+    link.hidden = !run;
+    field(card, "no-run").hidden = !!run;
     if (run) {
       link.href = `/logs?run=${encodeURIComponent(run.id)}`;
       setText(link, `#${run.id} · log`);

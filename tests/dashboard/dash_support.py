@@ -1,0 +1,53 @@
+"""Helpers shared by the dashboard's tests (not fixtures: those are in conftest.py)."""
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS_DIR = "tests/dashboard/steps"
+WORKFLOW = ROOT / "config" / "workflow.json"
+
+
+def protocol_patterns() -> dict:
+    """STEP3's patterns, the real contract, reused by the test steps."""
+    data = json.loads(WORKFLOW.read_text())
+    return next(s for s in data["steps"] if s["id"] == "step3")["progress_patterns"]
+
+
+def step(step_id: str, script: str, *args: str, **extra) -> dict:
+    entry = {
+        "id": step_id,
+        "name": extra.pop("name", f"Test {step_id}"),
+        "description": extra.pop("description", f"test step {script}"),
+        "script": f"{STEPS_DIR}/{script}",
+        "venv": "env",
+        "args": list(args),
+        "progress_patterns": protocol_patterns(),
+        "cancel_grace_s": 1,
+    }
+    entry.update(extra)
+    return entry
+
+
+def write_workflow(path: Path, steps: list[dict], venvs: dict | None = None) -> Path:
+    path.write_text(json.dumps({"venvs": venvs or {"env": {"setup": "make setup"}}, "steps": steps}, indent=2))
+    return path
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def sample_lines() -> list[str]:
+    """The reference sample block of docs/progress-protocol.md."""
+    text = (ROOT / "docs" / "progress-protocol.md").read_text()
+    block = text.split("<!-- sample-lines:start -->", 1)[1].split("<!-- sample-lines:end -->", 1)[0]
+    body = block.split("```", 2)[1]
+    return [line for line in body.strip("\n").split("\n") if line]
