@@ -1,6 +1,7 @@
 """Starts the dashboard: env/bin/python app.py [--host H] [--port P] [--projects-dir DIR]."""
 import argparse
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -23,6 +24,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the socket here, so that a busy port is our one-line error, not a traceback."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -39,14 +55,15 @@ def main(argv=None) -> int:
         return 2
     dashboard = app.extensions["dashboard"]
     try:
-        server = make_server(args.host, args.port, app, threaded=True)
+        sock = listen(args.host, args.port)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         dashboard.close()
         return 2
+    server = make_server(args.host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
 
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Dashboard on http://{host}:{server.server_port}/ (projects folder {dashboard.projects_dir}); Ctrl-C stops it.",
+    print(f"Dashboard on http://{host}:{server.port}/ (projects folder {dashboard.projects_dir}); Ctrl-C stops it.",
           flush=True)
 
     def stop(signum, _frame):
@@ -61,6 +78,7 @@ def main(argv=None) -> int:
         # Steps still running are ended and recorded as interrupted; open event streams end.
         dashboard.close()
         server.server_close()
+        sock.close()
     print("Dashboard stopped.", flush=True)
     return 0
 
