@@ -99,6 +99,7 @@ class Backend:
         self.torchscript = False
         self.calls = 0
         self._inject_at = int(os.environ.get(INJECT_ENV, "0") or 0) if device.type == "cuda" else 0
+        self._staging: Optional[torch.Tensor] = None  # pinned host buffer, reused: pinning is slow
 
     def autocast(self):
         if self.precision == "fp16":
@@ -125,7 +126,14 @@ class Backend:
             raise RuntimeError(f"CUDA error: injected fault ({INJECT_ENV}={self._inject_at})")
         x = torch.from_numpy(windows)
         if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+            n = x.shape[0]
+            if self._staging is None or self._staging.shape[0] < n:
+                self._staging = torch.empty((n,) + tuple(x.shape[1:]), dtype=torch.uint8).pin_memory()
+            staging = self._staging[:n]
+            staging.copy_(x)
+            # The copy is asynchronous; the .cpu() below waits for the whole batch
+            # before this buffer can be written again.
+            x = staging.to(self.device, non_blocking=True)
         with torch.no_grad(), self.autocast():
             single, many = self.module(x)
             probs = torch.stack([single[:, KEEP_FROM:KEEP_TO, 0], many[:, KEEP_FROM:KEEP_TO, 0]], 1)

