@@ -107,6 +107,10 @@ class Run:
         self.interrupting = False
         self.reaped = False
         self.escapees: list = []
+        # The most bytes found waiting in the pipe at one read, against its size:
+        # below the size, the child never found the pipe full (never blocked).
+        self.max_pending = 0
+        self.pipe_size: int | None = None
 
     def snapshot(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
@@ -167,6 +171,11 @@ class Runner:
         self._closed = False
         # Notified whenever a run ends, for whoever waits on a resource.
         self.changed = threading.Condition()
+        # A run's start or end changes the cards of the steps sharing a resource with it ("blocked").
+        self._neighbours = {
+            s.id: [o.id for o in registry.steps if o.id != s.id and set(o.resources) & set(s.resources)]
+            for s in registry.steps
+        }
 
     # ---- queries -----------------------------------------------------------
 
@@ -229,10 +238,15 @@ class Runner:
                 self._active[step.id] = run
             else:
                 self._latest[step.id] = run
-        self.bus.publish(topic_of(step.id))
+        self._publish_around(step.id)
         if run.status.finished:
             self._notify_ended(run)
         return run
+
+    def _publish_around(self, step_id: str) -> None:
+        self.bus.publish(topic_of(step_id))
+        for other in self._neighbours.get(step_id, ()):
+            self.bus.publish(topic_of(other))
 
     def _start(self, step: Step, trigger: str, sequence_id) -> Run:
         started = time.time()
@@ -281,6 +295,7 @@ class Runner:
             fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass
+        run.pipe_size = fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
         self.log.info("run %s of %s started (pid %s): %s", run_id, step.id, proc.pid, subprocess.list2cmdline(argv))
         thread = threading.Thread(target=self._follow, args=(run, proc, log_file), name=f"run-{run_id}", daemon=True)
         self._threads[run_id] = thread
@@ -345,12 +360,14 @@ class Runner:
                 if not eof and selector.select(0.1):
                     while True:
                         try:
-                            data = os.read(fd, 1 << 20)
+                            data = os.read(fd, 1 << 21)
                         except BlockingIOError:
                             break
                         if not data:
                             eof = True
                             break
+                        if len(data) > run.max_pending:
+                            run.max_pending = len(data)
                         self._consume(run, splitter.feed(data), log_file)
                         if len(data) < 1 << 16:
                             break
@@ -465,7 +482,7 @@ class Runner:
                 del self._active[run.step.id]
             self._latest[run.step.id] = run
             self._threads.pop(run.id, None)
-        self.bus.publish(topic_of(run.step.id))
+        self._publish_around(run.step.id)
         self._notify_ended(run)
 
     def _notify_ended(self, run: Run) -> None:

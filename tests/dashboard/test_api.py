@@ -85,6 +85,20 @@ def test_a_busy_resource_is_a_409_that_names_it(make_app):
     assert client.get("/api/steps/b").get_json()["blocked"] is None
 
 
+def test_the_event_stream_tells_a_step_when_its_resource_frees(make_app):
+    app = make_app([step("a", "sleeper.py", resources=["gpu"]), step("b", "sleeper.py", resources=["gpu"])])
+    response = app.test_client().get("/api/events", buffered=False)
+    try:
+        read_events(response, lambda name, data: name == "snapshot")
+        client = app.test_client()
+        client.post("/api/steps/a/run")
+        read_events(response, lambda name, data: name == "step" and data["id"] == "b" and data["blocked"])
+        client.post("/api/steps/a/cancel")
+        read_events(response, lambda name, data: name == "step" and data["id"] == "b" and data["blocked"] is None)
+    finally:
+        response.close()
+
+
 def test_cancel(make_app):
     client = make_app([step("s", "sleeper.py")]).test_client()
     assert client.post("/api/steps/s/cancel").status_code == 409

@@ -162,7 +162,7 @@ def test_cancel_on_a_long_run_leaves_no_process(live_server, browser, artifacts)
 
 
 def test_live_updates_and_the_timer_survives_a_reload(live_server, browser, artifacts):
-    server = live_server([step("slow", "progress.py", "--items", "4", "--frames", "40", "--delay", "0.1", name="Slow step")])
+    server = live_server([step("slow", "progress.py", "--items", "4", "--frames", "25", "--delay", "0.06", name="Slow step")])
     driver = browser
     driver.get(server.url + "/")
     card(driver, "slow").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()

@@ -41,9 +41,11 @@ def test_fifty_runs_leave_nothing_behind(make_app):
         assert run.done.wait(20)
         return run
 
+    # The session's browser may be a child of this process too: compare, don't expect zero.
+    before = counts()
     for step_id in ("ok", "bad", "tree"):  # warm-up: first-use caches are not leaks
         run(step_id)
-    wait_for(lambda: len(psutil.Process().children(recursive=True)) == 0, timeout=10, message="warm-up to settle")
+    wait_for(lambda: counts()["children"] <= before["children"], timeout=10, message="warm-up to settle")
     baseline = counts()
 
     statuses = []
@@ -52,7 +54,7 @@ def test_fifty_runs_leave_nothing_behind(make_app):
         statuses.append(run(kind, cancel=kind == "stubborn").status.value)
     assert statuses.count("succeeded") == 25 and statuses.count("failed") == 13 and statuses.count("cancelled") == 12
     after = wait_for(lambda: settled(baseline), timeout=15, message=f"counts back to {baseline}")
-    assert after["children"] == 0
+    assert after["children"] <= before["children"]
     assert svc.store.find(limit=1)[1] == 53
 
 
