@@ -13,6 +13,8 @@ Two deliberate differences from that command, neither of which changes a pixel:
 - a ``showinfo`` filter after the scaler reports each frame's timestamp on
   stderr, so timecodes follow the real timestamps.
 """
+import fcntl
+import io
 import json
 import math
 import os
@@ -28,6 +30,8 @@ import numpy as np
 
 HEIGHT, WIDTH, CHANNELS = 27, 48, 3
 FRAME_BYTES = HEIGHT * WIDTH * CHANNELS
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1 << 20
 # Decoded span below this share of the declared duration: the file is truncated.
 MIN_COVERAGE = 0.9
 
@@ -203,12 +207,20 @@ class FrameReader:
             ffmpeg_command(info.path, info.stream_index, threads),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
+        # A bigger pipe means fewer wake-ups of ffmpeg and of this process.
+        try:
+            fcntl.fcntl(self._proc.stdout.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True,
                                                name=f"ffmpeg-stderr-{info.path.name}")
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
-        for raw in iter(self._proc.stderr.readline, b""):
+        # Buffered: the pipe itself is unbuffered, and readline() on it would
+        # cost one system call per byte (one line per frame from showinfo).
+        stderr = io.BufferedReader(self._proc.stderr, buffer_size=1 << 16)
+        for raw in iter(stderr.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
             if "pts_time:" in line and "showinfo" in line:
                 m = _PTS_RE.search(line)
