@@ -1,5 +1,6 @@
 """Starts the dashboard: env/bin/python app.py [--host H] [--port P] [--projects-dir DIR]."""
 import argparse
+import logging
 import signal
 import socket
 import sys
@@ -41,6 +42,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # One line per request (the pages poll and stream) would bury the useful ones.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         app = create_app({
             "HOST": args.host,

@@ -31,7 +31,7 @@ def create_app(test_config: dict | None = None):
     The token comes from the DASHBOARD_TOKEN environment variable unless given.
     A host that is not loopback without a token is refused.
     """
-    from flask import Flask
+    from flask import Flask, got_request_exception, request
 
     from . import security
     from .service import Dashboard
@@ -55,6 +55,12 @@ def create_app(test_config: dict | None = None):
         nvidia_smi=app.config["NVIDIA_SMI"],
     )
     app.extensions["dashboard"] = dashboard
+
+    def log_exception(sender, exception, **extra):
+        # An unexpected error in a request belongs in app.log, with its traceback.
+        dashboard.log.error("request %s %s failed", request.method, request.path, exc_info=exception)
+
+    got_request_exception.connect(log_exception, app, weak=False)
     security.init_app(app)
     for module in (pages, api, logs, events):
         app.register_blueprint(module.bp)

@@ -174,6 +174,9 @@
   function showMessage(el, text, ok) {
     el.textContent = text;
     el.classList.toggle("ok", !!ok);
+    // Confirmations fade; errors stay until the next action.
+    clearTimeout(el.clearTimer);
+    if (ok) el.clearTimer = setTimeout(() => { el.textContent = ""; }, 6000);
   }
 
   async function post(url) {

@@ -2,7 +2,6 @@
 import shutil
 import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 from dash_support import ROOT, step, write_workflow

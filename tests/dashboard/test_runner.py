@@ -202,6 +202,31 @@ def test_steps_sharing_the_gpu_never_run_side_by_side(make_runner):
         finish(run)
 
 
+def test_a_step_that_cannot_be_executed_is_a_failed_run_that_says_why(tmp_path):
+    # A venv whose python is not a program: exec fails, the run says so.
+    root = tmp_path / "repo"
+    (root / "broken_env" / "bin").mkdir(parents=True)
+    python = root / "broken_env" / "bin" / "python"
+    python.write_text("not a program\n")
+    python.chmod(0o755)
+    (root / "step.py").write_text("print('never')\n")
+    wf = write_workflow(tmp_path / "wf.json", [dict(step("b", "progress.py", venv="broken_env"), script="step.py")],
+                        {"broken_env": {}})
+    store = RunStore(tmp_path / "runs.sqlite3")
+    runner = Runner(load_registry(wf, root), store, tmp_path / "logs", tmp_path, EventBus(), logging.getLogger("t"))
+    try:
+        run = runner.launch("b")
+        snap = finish(run)
+        assert snap["status"] == "failed"
+        assert snap["reason"].startswith("could not start: ") and "format" in snap["reason"].lower()
+        assert store.get(run.id)["status"] == "failed"
+        assert runner.active("b") is None
+        assert runner.launch("b").id != run.id  # the failed start does not hold the step
+    finally:
+        runner.shutdown()
+        store.close()
+
+
 def test_missing_venv_is_a_clear_error_with_its_fix(make_runner):
     runner = make_runner(step("v", "progress.py", venv="ghost_env"), venvs={"env": {}, "ghost_env": {"setup": "make setup"}})
     with pytest.raises(NotReady) as info:
