@@ -16,6 +16,7 @@ import logging
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -473,7 +474,15 @@ class Runner:
             p = run.progress
             fields = dict(total=p.total, succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
                           fraction=p.fraction, current_item=p.item, lines=run.lines, updated_at=time.time())
-        self.store.update(run.id, **fields)
+        self._store_update(run, fields)
+
+    def _store_update(self, run: Run, fields: dict) -> None:
+        # The history must not take the run down with it (a locked or closed database).
+        try:
+            self.store.update(run.id, **fields)
+        except sqlite3.Error as exc:
+            self.log.error("run %s of %s: cannot record %s in the history: %s",
+                           run.id, run.step.id, ", ".join(fields), exc)
 
     def _end(self, run: Run, status: RunStatus, returncode: int | None, reason: str) -> None:
         self._record_end(run, status, returncode, reason)
@@ -503,7 +512,7 @@ class Runner:
             fields = dict(status=status.value, ended_at=ended, return_code=returncode, reason=reason,
                           total=p.total, succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
                           fraction=p.fraction, current_item=p.item, lines=run.lines, updated_at=ended)
-        self.store.update(run.id, **fields)
+        self._store_update(run, fields)
         self.log.info("run %s of %s ended: %s (%s)", run.id, run.step.id, status.value, reason)
 
     # ---- start-up and shut-down -------------------------------------------
