@@ -333,7 +333,8 @@ class Runner:
             run.cancel_requested_at = time.monotonic()
             # Descendants that left the group (setsid) would escape killpg:
             # note them now, while the tree is still attached to the child.
-            run.escapees = _escaped_descendants(run.pid)
+            known = {p.pid for p in run.escapees}
+            run.escapees.extend(p for p in _escaped_descendants(run.pid) if p.pid not in known)
             procs.signal_group(run.pid, signal.SIGTERM)
             for proc in run.escapees:
                 _send(proc, signal.SIGTERM)
@@ -354,7 +355,7 @@ class Runner:
         exit_seen = None  # monotonic time the child was seen exited
         stray_kill_at = None
         cancel_killed = False
-        last_checkpoint = time.monotonic()
+        last_checkpoint = last_tree_check = time.monotonic()
         last_exit_check = 0.0
         try:
             while True:
@@ -390,19 +391,25 @@ class Runner:
                     for p in run.escapees:
                         _send(p, signal.SIGKILL)
                 if stray_kill_at is not None and now >= stray_kill_at:
-                    procs.signal_group(proc.pid, signal.SIGKILL)
+                    self._kill_leftovers(run, proc.pid)
                     stray_kill_at = None
                 if exit_seen is not None and (eof or now - exit_seen > grace + 1):
                     # A descendant outside the group may hold the pipe open: stop reading.
                     break
+                if exit_seen is None and now - last_tree_check >= 1.0:
+                    # Note descendants that left the group (setsid daemons) while the tree
+                    # still shows them: once the child exits they are orphans nobody can trace.
+                    last_tree_check = now
+                    self._note_escapees(run)
                 if now - last_checkpoint >= self.checkpoint_s:
                     last_checkpoint = now
                     self._checkpoint(run)
             if stray_kill_at is not None:
-                # Strays that closed their output give no EOF to wait for: watch the group.
-                while procs.group_members(proc.pid) and time.monotonic() < stray_kill_at:
+                # Strays that closed their output give no EOF to wait for: watch them.
+                while time.monotonic() < stray_kill_at and (
+                        procs.group_members(proc.pid) or any(_running(p) for p in run.escapees)):
                     time.sleep(0.05)
-                procs.signal_group(proc.pid, signal.SIGKILL)
+                self._kill_leftovers(run, proc.pid)
             self._consume(run, splitter.close(), log_file)
         except Exception:  # the run must end whatever happens here
             self.log.exception("run %s of %s: reader failed", run.id, run.step.id)
@@ -421,15 +428,32 @@ class Runner:
                 pass
             self._end(run, status, proc.returncode, reason)
 
+    def _note_escapees(self, run: Run) -> None:
+        found = _escaped_descendants(run.pid)
+        with run.lock:
+            known = {p.pid for p in run.escapees}
+            run.escapees.extend(p for p in found if p.pid not in known)
+
     def _end_strays(self, run: Run, grace: float) -> float | None:
-        """The child has exited: end whatever it left running in its group."""
+        """The child has exited: end whatever it left running, in its group or noted as escaped."""
         strays = procs.group_members(run.pid)
-        if not strays:
+        with run.lock:
+            escaped = [p for p in run.escapees if _running(p)]
+        if not strays and not escaped:
             return None
-        pids = ", ".join(str(p.pid) for p in strays)
-        self.log.warning("run %s of %s: ending %d process(es) left behind by the step: %s", run.id, run.step.id, len(strays), pids)
+        pids = ", ".join(str(p.pid) for p in strays + escaped)
+        self.log.warning("run %s of %s: ending %d process(es) left behind by the step: %s",
+                         run.id, run.step.id, len(strays) + len(escaped), pids)
         procs.signal_group(run.pid, signal.SIGTERM)
+        for proc in escaped:
+            _send(proc, signal.SIGTERM)
         return time.monotonic() + min(grace, 2.0)
+
+    @staticmethod
+    def _kill_leftovers(run: Run, pgid: int) -> None:
+        procs.signal_group(pgid, signal.SIGKILL)
+        for p in run.escapees:
+            _send(p, signal.SIGKILL)
 
     def _outcome(self, run: Run, returncode: int) -> tuple[RunStatus, str]:
         with run.lock:
@@ -574,6 +598,13 @@ def _pgid(pid: int):
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def _running(proc) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _send(proc, sig: int) -> None:

@@ -114,6 +114,15 @@ def test_processes_left_behind_by_a_finished_step_are_ended(make_runner):
     wait_for(lambda: not _alive(grandchild), timeout=5, message="the stray grandchild to end")
 
 
+def test_a_daemon_that_left_the_group_is_ended_with_the_step(make_runner):
+    runner = make_runner(step("d", "grandchild.py", "--escape", "--exit-after", "1.5"))
+    run = runner.launch("d")
+    snap = finish(run)
+    daemon = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
+    assert snap["status"] == "succeeded"
+    wait_for(lambda: not _alive(daemon), timeout=5, message="the escaped daemon to end")
+
+
 def test_flood_of_lines_is_absorbed_entirely(make_runner):
     n = 200_000
     runner = make_runner(step("f", "flood.py", str(n)))
