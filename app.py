@@ -70,6 +70,9 @@ def main(argv=None) -> int:
           flush=True)
 
     def stop(signum, _frame):
+        running = [r.step.id for r in dashboard.runner.active_runs()]
+        if running:
+            print(f"Stopping: ending {', '.join(running)} (recorded as interrupted)...", flush=True)
         # shutdown() waits for serve_forever to return: call it off the main thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
