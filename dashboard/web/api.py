@@ -1,20 +1,15 @@
 """The JSON API: what the pages use, and what scripts may use (see the README)."""
 import time
 
-from flask import Blueprint, abort, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 
 from .. import logfiles
 from ..runner import Busy, LaunchError, NotReady, NotRunning, RunStatus, UnknownStep
 from ..sequence import SequenceBusy
-from . import dashboard
+from . import dashboard, error, int_arg
+from .logs import read_log
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def _error(status: int, message: str, **extra):
-    response = jsonify(error=message, **extra)
-    response.status_code = status
-    return response
 
 
 @bp.app_errorhandler(404)
@@ -24,19 +19,8 @@ def _http_error(exc):
     # Scripts get JSON under /api/; the pages keep Flask's plain error pages.
     if request.path.startswith("/api/"):
         code = getattr(exc, "code", 500) or 500
-        return _error(code, getattr(exc, "description", None) or "internal error")
+        return error(code, getattr(exc, "description", None) or "internal error")
     return exc
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        abort(_error(400, f"{name} must be an integer"))
-    return max(low, min(high, value))
 
 
 @bp.get("/steps")
@@ -49,7 +33,7 @@ def steps():
 def step(step_id: str):
     state = dashboard().step_state(step_id)
     if state is None:
-        return _error(404, f"no step {step_id!r}")
+        return error(404, f"no step {step_id!r}")
     return jsonify(state)
 
 
@@ -59,13 +43,13 @@ def run_step(step_id: str):
     try:
         run = svc.runner.launch(step_id, trigger="user")
     except UnknownStep as exc:
-        return _error(404, str(exc))
+        return error(404, str(exc))
     except Busy as exc:
-        return _error(409, str(exc), run_id=exc.run_id)
+        return error(409, str(exc), run_id=exc.run_id)
     except NotReady as exc:
-        return _error(422, str(exc), problems=exc.problems, fix=exc.fix)
+        return error(422, str(exc), problems=exc.problems, fix=exc.fix)
     except LaunchError as exc:
-        return _error(503, str(exc))
+        return error(503, str(exc))
     response = jsonify(run_id=run.id, run=run.snapshot())
     response.status_code = 202
     response.headers["Location"] = url_for("api.run", run_id=run.id)
@@ -76,11 +60,11 @@ def run_step(step_id: str):
 def cancel_step(step_id: str):
     svc = dashboard()
     if svc.registry.get(step_id) is None:
-        return _error(404, f"no step {step_id!r}")
+        return error(404, f"no step {step_id!r}")
     try:
         run = svc.runner.cancel(step_id)
     except NotRunning as exc:
-        return _error(409, str(exc))
+        return error(409, str(exc))
     svc.log.info("cancel of %s run %s requested from %s", step_id, run.id, request.remote_addr)
     response = jsonify(run_id=run.id, run=run.snapshot())
     response.status_code = 202
@@ -92,9 +76,9 @@ def runs():
     step_id = request.args.get("step") or None
     status = request.args.get("status") or None
     if status and status not in {s.value for s in RunStatus}:
-        return _error(400, f"unknown status {status!r}")
-    limit = _int_arg("limit", 50, 1, 500)
-    offset = _int_arg("offset", 0, 0, 10**9)
+        return error(400, f"unknown status {status!r}")
+    limit = int_arg("limit", 50, 1, 500)
+    offset = int_arg("offset", 0, 0, 10**9)
     items, total = dashboard().runs(step_id, status, limit, offset)
     return jsonify(runs=items, total=total, limit=limit, offset=offset)
 
@@ -103,7 +87,7 @@ def runs():
 def run(run_id: int):
     state = dashboard().run_state(run_id)
     if state is None:
-        return _error(404, f"no run {run_id}")
+        return error(404, f"no run {run_id}")
     return jsonify(state)
 
 
@@ -111,34 +95,14 @@ def run(run_id: int):
 def run_log(run_id: int):
     svc = dashboard()
     if svc.store.get(run_id) is None:
-        return _error(404, f"no run {run_id}")
+        return error(404, f"no run {run_id}")
     try:
         path = svc.run_log(run_id)
     except (logfiles.UnsafePath, FileNotFoundError):
         path = None
     if path is None:
-        return _error(404, f"run {run_id} has no log file")
+        return error(404, f"run {run_id} has no log file")
     return jsonify(run_id=run_id, **read_log(path, svc.logs_dir))
-
-
-def read_log(path, logs_dir) -> dict:
-    """Tail (or, with ?after=, what follows an offset) of a log file, filtered."""
-    keep = logfiles.make_filter(request.args.get("filter"), request.args.get("level"))
-    after = request.args.get("after")
-    if after not in (None, ""):
-        try:
-            offset = max(0, int(after))
-        except ValueError:
-            abort(_error(400, "after must be an integer"))
-        data = logfiles.read_after(path, offset, keep)
-        if data["reset"]:
-            data = logfiles.tail(path, _int_arg("tail", 200, 1, logfiles.MAX_TAIL), keep)
-            data["reset"] = True
-    else:
-        data = logfiles.tail(path, _int_arg("tail", 200, 1, logfiles.MAX_TAIL), keep)
-    data["lines"] = [{"text": line, "level": logfiles.level_of(line)} for line in data["lines"]]
-    data["path"] = path.relative_to(logs_dir.resolve()).as_posix()
-    return data
 
 
 @bp.get("/run-all")
@@ -152,9 +116,9 @@ def run_all():
     try:
         seq = svc.sequences.start()
     except SequenceBusy as exc:
-        return _error(409, str(exc))
+        return error(409, str(exc))
     except LaunchError as exc:
-        return _error(422, str(exc))
+        return error(422, str(exc))
     response = jsonify(sequence=seq.snapshot())
     response.status_code = 202
     return response
@@ -164,7 +128,7 @@ def run_all():
 def run_all_cancel():
     seq = dashboard().sequences.cancel()
     if seq is None:
-        return _error(409, "\"Run all\" is not running")
+        return error(409, "\"Run all\" is not running")
     response = jsonify(sequence=seq.snapshot())
     response.status_code = 202
     return response

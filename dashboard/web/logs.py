@@ -1,18 +1,34 @@
 """Log files: the list, a tail or a follow of one, and the raw download."""
-from flask import Blueprint, jsonify, request, send_file
+from pathlib import Path
+
+from flask import Blueprint, abort, jsonify, request, send_file
 
 from .. import logfiles
 from ..service import APP_LOG
-from . import dashboard
-from .api import read_log
+from . import dashboard, error, int_arg
 
 bp = Blueprint("logs", __name__)
 
 
-def _error(status: int, message: str):
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
+def read_log(path: Path, logs_dir: Path) -> dict:
+    """Tail (or, with ?after=, what follows an offset) of a log file, filtered as the request asks."""
+    keep = logfiles.make_filter(request.args.get("filter"), request.args.get("level"))
+    tail = int_arg("tail", 200, 1, logfiles.MAX_TAIL)
+    after = request.args.get("after")
+    if after not in (None, ""):
+        try:
+            offset = max(0, int(after))
+        except ValueError:
+            abort(error(400, "after must be an integer"))
+        data = logfiles.read_after(path, offset, keep)
+        if data["reset"]:
+            data = logfiles.tail(path, tail, keep)
+            data["reset"] = True
+    else:
+        data = logfiles.tail(path, tail, keep)
+    data["lines"] = [{"text": line, "level": logfiles.level_of(line)} for line in data["lines"]]
+    data["path"] = path.relative_to(logs_dir.resolve()).as_posix()
+    return data
 
 
 def resolve_request_path():
@@ -22,17 +38,17 @@ def resolve_request_path():
     try:
         if run_id:
             if not run_id.isdigit():
-                return None, _error(400, "run must be a run id")
+                return None, error(400, "run must be a run id")
             path = svc.run_log(int(run_id))
             if path is None:
-                return None, _error(404, f"run {run_id} has no log file")
+                return None, error(404, f"run {run_id} has no log file")
             return path, None
         return logfiles.resolve(svc.logs_dir, request.args.get("path") or APP_LOG), None
     except logfiles.UnsafePath as exc:
         svc.log.warning("refused log path %r from %s: %s", request.args.get("path"), request.remote_addr, exc)
-        return None, _error(403, f"refused: {exc}")
+        return None, error(403, f"refused: {exc}")
     except FileNotFoundError:
-        return None, _error(404, "no such log file")
+        return None, error(404, "no such log file")
 
 
 @bp.get("/api/logs")

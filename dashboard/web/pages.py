@@ -8,7 +8,7 @@ from .. import logfiles
 from ..runner import RunStatus
 from ..service import APP_LOG
 from . import dashboard
-from .api import read_log
+from .logs import read_log
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 50
