@@ -192,7 +192,7 @@ class Dashboard:
         if self._closed:
             return
         self._closed = True
-        self.sequences.shutdown(timeout=1.0)
+        self.sequences.shutdown(timeout=0)  # no new step; it ends once its run does
         self.runner.shutdown()
         self.sequences.shutdown()
         self.bus.close()

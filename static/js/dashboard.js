@@ -76,8 +76,11 @@
 
     const bar = field(card, "bar");
     const percent = run && run.percent !== null && run.percent !== undefined ? run.percent : null;
-    bar.value = percent === null ? 0 : percent;
-    bar.classList.toggle("indeterminate", !!run && run.status === "running" && percent === null);
+    if (run && run.status === "running" && percent === null) {
+      bar.removeAttribute("value");  // no total announced yet: the browser's "busy" bar
+    } else {
+      bar.value = percent === null ? 0 : percent;
+    }
     setText(field(card, "percent"), percent === null ? "—" : `${percent.toFixed(1)} %`);
 
     let item = "—";
@@ -109,6 +112,8 @@
       lines.textContent = text;
       lines.scrollTop = lines.scrollHeight;
     }
+    const message = field(card, "message");
+    if (!step.running && message.textContent === "Cancelling…") message.textContent = "";
     card.querySelector('[data-action="run"]').disabled = !step.ready || step.running || !!step.blocked;
     card.querySelector('[data-action="cancel"]').disabled = !step.running || (run && run.cancelling);
     setText(field(card, "blocked"), step.running ? "" : (step.blocked || ""));

@@ -127,7 +127,7 @@ def test_cancelling_real_step3_leaves_no_process(live_server, browser, artifacts
     driver.get(server.url + "/")
     card(driver, "step3").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
     # Wait until it decodes frames: ffmpeg and the model are running.
-    wait_until(driver, lambda d: "/" in field(d, "step3", "item").split("·")[-1], timeout=180, message="frames")
+    wait_until(driver, lambda d: " · " in field(d, "step3", "item"), timeout=180, message="frame progress")
     run = svc.runner.active("step3")
     tree = process_tree_pids(run.pid)
     assert len(tree) >= 2, "expected STEP3 and its decoder"
