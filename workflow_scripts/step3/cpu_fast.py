@@ -28,7 +28,8 @@ only to prepare the weights.
 """
 import ctypes
 import sys
-from typing import Dict, List, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -82,13 +83,24 @@ DILATIONS = (1, 2, 4, 8)
 class _Winograd3x3:
     """'Same' 3x3 convolution of channels-last frames, Winograd F(m x m, 3x3).
 
-    Reads a zero-bordered input ``[N, m*th + 2, m*tw + 2, C]`` whose interior
-    ``[1:H+1, 1:W+1]`` holds the frames. Writes ``[4, N, H, W, K/4]``: the four
-    dilated branches' channels apart, each contiguous, as the temporal
-    convolutions want them.
+    Two layouts of the zero-bordered input and of the output:
+
+    - per frame: input ``[N, m*th + 2, W + 2, C]``, each frame padded on its own;
+      output ``[4, N, H, W, K/4]``.
+    - tall (``tall=True``): the frames stacked into one tall image with a single
+      zero row between consecutive frames, ``[m*th + 2, W + 2, C]`` with frame
+      ``f``'s row ``h`` at row ``1 + f*(H+1) + h``. A 3x3 convolution never
+      reads across a zero row, so tiles may straddle frames; this pays tile
+      padding once per frame (one row) instead of rounding every frame up to a
+      whole number of tiles (13 rows would need 18 with m = 6). Output
+      ``[4, m*th, W, K/4]`` in the same tall rows (the separator rows hold
+      garbage and are never read).
+
+    The output keeps the four dilated branches' channels apart, each
+    contiguous, as their temporal convolutions want them.
     """
 
-    def __init__(self, weight: torch.Tensor, height: int, width: int, m: int, chunk: int):
+    def __init__(self, weight: torch.Tensor, height: int, width: int, m: int, chunk_frames: int, tall: bool):
         k, c = weight.shape[0], weight.shape[1]
         if width % m:
             raise ValueError(f"Expected a frame width divisible by {m}, got {width}")
@@ -100,57 +112,90 @@ class _Winograd3x3:
         self.at = at.float()
         self.bt_batch = self.bt.expand(a, a, a)
         self.at_batch = self.at.expand(m, m, a)
-        self.m, self.a = m, a
+        self.m, self.a, self.tall = m, a, tall
         self.c, self.k, self.h, self.w = c, k, height, width
-        self.th, self.tw = (height + m - 1) // m, width // m
-        self.hp, self.wp = m * self.th + 2, m * self.tw + 2
-        self.chunk = chunk
-        self._buffers: Dict[int, Tuple[torch.Tensor, ...]] = {}
+        self.tw, self.wp = width // m, width + 2
+        # rows of a frame in the output layout; the temporal convolutions run on all of them
+        self.rows_per_frame = height + 1 if tall else height
+        self.th_frame = (height + m - 1) // m
+        self.chunk_frames = chunk_frames
+        self._buffers: Dict[Tuple[int, int], Tuple[torch.Tensor, ...]] = {}
+
+    def _tall_tile_rows(self, frames: int) -> int:
+        return (frames * self.rows_per_frame + self.m - 1) // self.m
 
     def padded_input(self, frames: int) -> torch.Tensor:
-        return torch.zeros(frames, self.hp, self.wp, self.c)
+        if self.tall:
+            return torch.zeros(self.m * self._tall_tile_rows(frames) + 2, self.wp, self.c)
+        return torch.zeros(frames, self.m * self.th_frame + 2, self.wp, self.c)
 
-    def interior(self, xp: torch.Tensor) -> torch.Tensor:
+    def interior(self, xp: torch.Tensor, frames: int) -> torch.Tensor:
+        """The ``[N, H, W, C]`` view of the frames inside ``xp``."""
+        if self.tall:
+            rows = xp[1:1 + frames * self.rows_per_frame].view(frames, self.rows_per_frame, self.wp, self.c)
+            return rows[:, :self.h, 1:self.w + 1]
         return xp[:, 1:self.h + 1, 1:self.w + 1]
 
-    def _chunk_buffers(self, n: int):
-        if n not in self._buffers:
-            length = n * self.th * self.tw
-            m, a = self.m, self.a
-            self._buffers[n] = (
-                torch.empty(a, a, length * self.c),  # input tiles
-                torch.empty(a, a, length * self.c),  # after the row transform
-                torch.empty(a * a, length, self.c),  # transformed tiles
-                torch.empty(a * a, length, self.k),  # products
-                torch.empty(m, a, length * self.k),  # after the first output transform
-                torch.empty(m, m, length * self.k),  # output tiles
-            )
-        return self._buffers[n]
+    def output_buffer(self, frames: int) -> torch.Tensor:
+        cb = self.k // 4
+        if self.tall:
+            return torch.empty(4, self.m * self._tall_tile_rows(frames), self.w, cb)
+        return torch.empty(4, frames, self.h, self.w, cb)
 
-    def __call__(self, xp: torch.Tensor, out: torch.Tensor) -> None:
-        frames = xp.shape[0]
-        m, a = self.m, self.a
-        c, k, th, tw, hp, wp, h, w = self.c, self.k, self.th, self.tw, self.hp, self.wp, self.h, self.w
+    def branches(self, out: torch.Tensor, frames: int) -> List[torch.Tensor]:
+        """Each branch's output as ``[N, rows_per_frame * W, K/4]``."""
+        cb = self.k // 4
+        pixels = self.rows_per_frame * self.w
+        return [out[b].reshape(-1)[:frames * pixels * cb].view(frames, pixels, cb) for b in range(4)]
+
+    def _chunk_buffers(self, tiles: int, slot: int):
+        if (tiles, slot) not in self._buffers:
+            m, a = self.m, self.a
+            self._buffers[(tiles, slot)] = (
+                torch.empty(a, a, tiles * self.c),  # input tiles
+                torch.empty(a, a, tiles * self.c),  # after the row transform
+                torch.empty(a * a, tiles, self.c),  # transformed tiles
+                torch.empty(a * a, tiles, self.k),  # products
+                torch.empty(m, a, tiles * self.k),  # after the first output transform
+                torch.empty(m, m, tiles * self.k),  # output tiles
+            )
+        return self._buffers[(tiles, slot)]
+
+    def _tiles(self, src: torch.Tensor, tiles: int, slot: int) -> torch.Tensor:
+        """Output tiles ``[m, m, tiles * K]`` of the input tiles ``src`` ``[a, a, ..., C]``."""
+        a, m = self.a, self.m
+        gathered, rows, v, prod, half, y = self._chunk_buffers(tiles, slot)
+        gathered.view(src.shape).copy_(src)
+        torch.mm(self.bt, gathered.view(a, -1), out=rows.view(a, -1))
+        torch.bmm(self.bt_batch, rows, out=v.view(a, a, -1))
+        torch.bmm(v, self.u, out=prod)
+        torch.mm(self.at, prod.view(a, -1), out=half.view(m, -1))
+        torch.bmm(self.at_batch, half, out=y)
+        return y
+
+    def __call__(self, xp: torch.Tensor, out: torch.Tensor, slot: int) -> None:
+        m, a, c, k, tw, wp, h, w = self.m, self.a, self.c, self.k, self.tw, self.wp, self.h, self.w
         cb = k // 4
-        base = xp.storage_offset()
+        base, branch_stride = xp.storage_offset(), out.stride(0)
+        if self.tall:
+            tile_rows = (xp.shape[0] - 2) // m
+            step = max(1, round(self.chunk_frames * self.rows_per_frame / m))
+            for r0 in range(0, tile_rows, step):
+                nt = min(step, tile_rows - r0)
+                src = xp.as_strided((a, a, nt, tw, c), (wp * c, c, m * wp * c, m * c, 1), base + r0 * m * wp * c)
+                y = self._tiles(src, nt * tw, slot).view(m, m, nt, tw, 4, cb)
+                out.as_strided((nt, m, tw, m, 4, cb), (m * w * cb, w * cb, m * cb, cb, branch_stride, 1),
+                               out.storage_offset() + r0 * m * w * cb).copy_(y.permute(2, 0, 3, 1, 4, 5))
+            return
+        frames, hp, th = xp.shape[0], xp.shape[1], self.th_frame
         full_rows = m * (th - 1)
         rest = h - full_rows
-        branch_stride = frames * h * w * cb
-        for n0 in range(0, frames, self.chunk):
-            n = min(self.chunk, frames - n0)
-            tiles, rows, v, prod, half, y = self._chunk_buffers(n)
-            # (m+2)x(m+2) tiles overlapping by 2, gathered with one strided copy.
+        for n0 in range(0, frames, self.chunk_frames):
+            n = min(self.chunk_frames, frames - n0)
             src = xp.as_strided((a, a, n, th, tw, c), (wp * c, c, hp * wp * c, m * wp * c, m * c, 1),
                                 base + n0 * hp * wp * c)
-            tiles.view(a, a, n, th, tw, c).copy_(src)
-            torch.mm(self.bt, tiles.view(a, -1), out=rows.view(a, -1))
-            torch.bmm(self.bt_batch, rows, out=v.view(a, a, -1))
-            torch.bmm(v, self.u, out=prod)
-            torch.mm(self.at, prod.view(a, -1), out=half.view(m, -1))
-            torch.bmm(self.at_batch, half, out=y)
-            # Untile into [branch, frame, row, column, channel]: whole tile rows
-            # with one copy, the last (cropped) tile row with another.
-            y7 = y.view(m, m, n, th, tw, 4, cb)
+            y7 = self._tiles(src, n * th * tw, slot).view(m, m, n, th, tw, 4, cb)
+            # Untile: whole tile rows with one copy, the last (cropped) tile row with another.
             offset = out.storage_offset() + n0 * h * w * cb
             if th > 1:
                 out.as_strided((n, th - 1, m, tw, m, 4, cb),
@@ -185,13 +230,14 @@ class _Temporal:
         self.branch_channels = f
 
     def __call__(self, mids: List[torch.Tensor]) -> List[torch.Tensor]:
-        """Each of ``mids`` is one branch's ``[T, H, W, cm]``; returns each branch's ``[T, H, W, f]``."""
+        """Each of ``mids`` is one branch's ``[T, P, cm]`` (P pixels per frame);
+        returns each branch's ``[T, P, f]``."""
         outs = []
         for (d, weight, bias), mid in zip(self.branches, mids):
-            t, h, w, cm = mid.shape
-            x = mid.view(1, t, h * w, cm).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
+            t, pixels, cm = mid.shape
+            x = mid.view(1, t, pixels, cm).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
             y = F.conv2d(x, weight, bias, 1, (d, 0), (d, 1))
-            outs.append(y.permute(0, 2, 3, 1).reshape(t, h, w, self.branch_channels))
+            outs.append(y.permute(0, 2, 3, 1).reshape(t, pixels, self.branch_channels))
         return outs
 
 
@@ -205,7 +251,10 @@ def _pool_into(x: torch.Tensor, out: torch.Tensor) -> None:
 # Frames per Winograd chunk, per stack: small enough for a chunk's transformed
 # tiles and products to stay in cache, large enough that the last stack's big
 # transformed weights are not re-read too often. Measured on a 2-core Zen 3.
-CHUNKS = (10, 25, 100)
+CHUNKS = (5, 10, 100)
+# The tall layout (see _Winograd3x3) for the 27- and 13-row stacks; the 6-row
+# stack's frames are exactly one tile high already.
+TALL = (True, True, False)
 # F(6x6, 3x3) needs 1.8 multiplications per output against F(4x4)'s 2.25, wastes
 # less on tile padding here (27 = 5x6 - 3 rows, and 6x12 is exactly 1x2 tiles)
 # and moves less data through the transforms; its larger rounding error is
@@ -222,8 +271,7 @@ class _Plan:
         self.stacks = []
         for stack in fast.stacks:
             sh, sw = stack["h"], stack["w"]
-            s = {"mid": torch.empty(4, t, sh, sw, stack["mid_channels"] // 4),
-                 "xp2": stack["wino2"].padded_input(t)}
+            s = {"mid": stack["wino2"].output_buffer(t), "xp2": stack["wino2"].padded_input(t)}
             if stack["wino1"] is not None:
                 s["xp1"] = stack["wino1"].padded_input(t)
             self.stacks.append(s)
@@ -254,8 +302,8 @@ class CpuTransNetV2:
                     self.first_w = [part.float().contiguous() for part in torch.split(spatial1 / 255.0, spatial1.shape[0] // 4)]
                     entry["wino1"] = None
                 else:
-                    entry["wino1"] = _Winograd3x3(spatial1, h, w, TILES[i], CHUNKS[i])
-                entry["wino2"] = _Winograd3x3(spatial2, h, w, TILES[i], CHUNKS[i])
+                    entry["wino1"] = _Winograd3x3(spatial1, h, w, TILES[i], CHUNKS[i], TALL[i])
+                entry["wino2"] = _Winograd3x3(spatial2, h, w, TILES[i], CHUNKS[i], TALL[i])
                 entry["temporal1"] = _Temporal(b1)
                 entry["temporal2"] = _Temporal(b2)
                 entry["out_channels"] = entry["temporal1"].out_channels
@@ -267,7 +315,9 @@ class CpuTransNetV2:
             self.fc1_b = model.fc1.bias.detach().clone()
             self.cls_w = torch.cat([model.cls_layer1.weight, model.cls_layer2.weight], 0).t().contiguous()
             self.cls_b = torch.cat([model.cls_layer1.bias, model.cls_layer2.bias], 0)
-        self._plans: Dict[int, _Plan] = {}
+        self._plans: Dict[Tuple[int, int], _Plan] = {}
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self.parallel_windows = True
 
     @staticmethod
     def _spatial_weight(block) -> torch.Tensor:
@@ -275,45 +325,73 @@ class CpuTransNetV2:
                        block.Conv3D_4.layers[0].weight, block.Conv3D_8.layers[0].weight], 0)
         return w[:, :, 0]  # [K, C, 3, 3]
 
-    def _plan(self, frames: int) -> _Plan:
-        if frames not in self._plans:
-            self._plans[frames] = _Plan(self, frames)
-        return self._plans[frames]
+    def _plan(self, frames: int, slot: int) -> _Plan:
+        if (frames, slot) not in self._plans:
+            self._plans[(frames, slot)] = _Plan(self, frames)
+        return self._plans[(frames, slot)]
 
     def __call__(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         check_frames(inputs)
         if inputs.device.type != "cpu":
             raise ValueError(f"Expected a CPU tensor, got device {inputs.device}")
-        with torch.no_grad():
-            outs = [self._window(inputs[b]) for b in range(inputs.shape[0])]
+        batch = inputs.shape[0]
+        threads = torch.get_num_threads()
+        if self.parallel_windows and batch > 1 and threads > 1:
+            outs = self._windows_in_parallel(inputs, min(batch, threads), threads)
+        else:
+            with torch.no_grad():
+                outs = [self._window(inputs[b], 0) for b in range(batch)]
         logits = torch.stack(outs, 0)  # [B, T, 2]
         return logits[:, :, 0:1].contiguous(), logits[:, :, 1:2].contiguous()
 
     forward = __call__
 
-    def _window(self, frames: torch.Tensor) -> torch.Tensor:
+    def _windows_in_parallel(self, inputs: torch.Tensor, workers: int, threads: int) -> List[torch.Tensor]:
+        """One window per thread, each op single-threaded: many of the ops are
+        memory-bound or small and scale poorly over 2 threads inside one window."""
+        if self._pool is None or self._pool._max_workers < workers:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cpu_fast")
+
+        def run(slot: int) -> List[torch.Tensor]:
+            torch.set_num_threads(1)  # this thread's OpenMP and MKL settings
+            with torch.no_grad():
+                return [self._window(inputs[b], slot) for b in range(slot, inputs.shape[0], workers)]
+
+        try:
+            parts = list(self._pool.map(run, range(workers)))
+        finally:
+            torch.set_num_threads(threads)
+        outs: List[torch.Tensor] = [torch.empty(0)] * inputs.shape[0]
+        for slot, part in enumerate(parts):
+            outs[slot::workers] = part
+        return outs
+
+    def _window(self, frames: torch.Tensor, slot: int) -> torch.Tensor:
         t = frames.shape[0]
-        p = self._plan(t)
+        p = self._plan(t, slot)
         pooled_means: List[torch.Tensor] = []
         x = frames.float().permute(0, 3, 1, 2)  # NCHW view, channels-last memory
         for i, (stack, s) in enumerate(zip(self.stacks, p.stacks)):
             sh, sw, f = stack["h"], stack["w"], stack["out_channels"] // 4
-            if i == 0:
-                mids = [F.conv2d(x, w, None, 1, 1).permute(0, 2, 3, 1) for w in self.first_w]
+            wino1, wino2 = stack["wino1"], stack["wino2"]
+            if wino1 is None:
+                mids = [F.conv2d(x, w, None, 1, 1).permute(0, 2, 3, 1).reshape(t, sh * sw, -1) for w in self.first_w]
+                rows = sh
             else:
-                stack["wino1"](s["xp1"], s["mid"])
-                mids = list(s["mid"].unbind(0))
-            outs = stack["temporal1"](mids)
-            wino2 = stack["wino2"]
+                wino1(s["xp1"], s["mid"], slot)
+                mids = wino1.branches(s["mid"], t)
+                rows = wino1.rows_per_frame
+            outs = [y.view(t, rows, sw, f)[:, :sh] for y in stack["temporal1"](mids)]
             # Block 1's ReLU, fused with the copy into block 2's padded input;
             # that interior is also the stack's shortcut.
-            shortcut = wino2.interior(s["xp2"])
+            shortcut = wino2.interior(s["xp2"], t)
             for b, y in enumerate(outs):
                 torch.clamp_min(y, 0, out=shortcut[..., b * f:(b + 1) * f])
-            wino2(s["xp2"], s["mid"])
-            outs = stack["temporal2"](list(s["mid"].unbind(0)))
+            wino2(s["xp2"], s["mid"], slot)
+            outs = [y.view(t, wino2.rows_per_frame, sw, f)[:, :sh]
+                    for y in stack["temporal2"](wino2.branches(s["mid"], t))]
             if i + 1 < len(self.stacks):
-                target = self.stacks[i + 1]["wino1"].interior(p.stacks[i + 1]["xp1"])
+                target = self.stacks[i + 1]["wino1"].interior(p.stacks[i + 1]["xp1"], t)
             else:
                 target = p.head_in[:, 256:].view(t, sh // 2, sw // 2, -1)
             # relu(block 2) + shortcut, 2x2 average pooling into the next stack's input
