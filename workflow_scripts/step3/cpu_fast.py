@@ -1,30 +1,35 @@
-"""TransNetV2 inference tuned for small x86 CPUs (fp32, no bf16 hardware).
+"""TransNetV2 inference tuned for small x86 CPUs (fp32; no bf16 hardware needed).
 
 ``build_cpu_model(model)`` returns a callable with the eager model's interface:
-uint8 ``[B, T, 27, 48, 3]`` in, the two heads' logits ``[B, T, 1]`` out. It
-computes the same function with fewer operations and no per-call allocations:
+uint8 ``[B, T, 27, 48, 3]`` in, the two heads' logits ``[B, T, 1]`` each out,
+computed from ``model``'s own weights. Same function, fewer operations:
 
-- Page faults were a large hidden cost of the eager model: every forward
-  allocates ~1 GB of fresh activations, and glibc hands blocks that large
-  straight back to the kernel, so each is faulted in and zeroed again on the
-  next call. Here every intermediate lives in buffers made once per window
-  length and reused, and ops write into them with ``out=``.
-- The 3x3 spatial convolutions (~89% of the FLOPs) run as Winograd F(4x4, 3x3):
-  36 batched GEMMs over 6x6 input tiles instead of 9 multiply-adds per output,
-  about 3.5x fewer multiplications after tile padding. The tile transforms are
-  small GEMMs too, and everything runs in chunks of frames so that the
-  transformed tiles stay in cache between the transform and the GEMM.
-- Activations stay channels-last (``[T, H, W, C]``), which is both what the
-  GEMMs want and the order the dense head flattens in, so nothing is permuted.
-- The temporal (3x1x1, dilated) convolutions are GEMMs on row ranges shifted by
-  whole frames, accumulating into the output; batch norm is folded into their
-  weights and bias, and ReLUs are fused into the copies that must happen anyway.
-- The first convolution (3 input channels, which the eager model sends to the
-  slow reference conv3d) is an explicit im2col GEMM with 1/255 folded in.
+- The 3x3 spatial convolutions (~89% of the FLOPs) run as Winograd
+  F(6x6, 3x3): batched GEMMs over the 64 points of 8x8 input tiles, ~1.8
+  multiplications per output and channel pair instead of 9. The tile
+  transforms are small GEMMs too; the work goes in chunks of frames so that
+  transformed tiles are still in cache when the next step reads them.
+- Frames stacked into one tall image (one zero row between frames) for the
+  27- and 13-row stacks, so tile padding is paid once per frame rather than by
+  rounding every frame up to whole tiles.
+- Activations stay channels-last, which the GEMMs want and which is the order
+  the dense head flattens in; each dilated branch's channels are kept apart and
+  contiguous, so its (3x1x1) temporal convolution runs as one oneDNN 2-D
+  convolution over (frames, pixels) without a copy. Batch norm is folded into
+  those convolutions, 1/255 into the first one, and the ReLUs into copies that
+  happen anyway.
+- Intermediates live in buffers made once per window length and written with
+  ``out=``. The eager model allocates ~1 GB per window, and glibc returns such
+  blocks to the kernel, so every call faults them in again (~120k page faults a
+  window); see also ``keep_freed_memory``.
+- With 2 threads, the independent pieces of each stage (branches, Winograd
+  chunks) go to two threads of one core each instead of running every op on
+  2 OpenMP threads: as fast on an idle machine, and several times faster on a
+  busy one. Batches put one window on each thread.
 
-Winograd changes rounding, not the function: on the sample video the
-probabilities move by ~1e-6 (see tests/step3/test_cpu_fast.py). fp64 is used
-only to prepare the weights.
+Winograd changes the rounding, not the function: on the sample video the
+probabilities move by ~1e-6 (tests/step3/test_cpu_fast.py). fp64 is used only
+to prepare the weights.
 """
 import ctypes
 import sys
@@ -63,8 +68,10 @@ def winograd_matrices(m: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
             g[j, k] = p ** k / denominator
     at[m - 1, n - 1] = 1.0
     g[n - 1, r - 1] = 1.0
-    # sum_j AT[i, j] G[j, k] BT[j, l] = [l == i + k] for every i, k, l: linear in BT.
-    system = torch.einsum("ij,jk,jJ,lL->iklJL", at, g, torch.eye(n, dtype=torch.float64),
+    # Unknowns BT[j, l]; one equation per (i, k, l):
+    # sum_j AT[i, j] G[j, k] BT[j, l] = [l == i + k].
+    coefficients = at[:, None, :] * g.t()[None, :, :]  # [i, k, j]
+    system = torch.einsum("ikj,lL->ikljL", coefficients,
                           torch.eye(n, dtype=torch.float64)).reshape(m * r * n, n * n)
     target = torch.zeros(m, r, n, dtype=torch.float64)
     for i in range(m):
@@ -173,14 +180,15 @@ class _Winograd3x3:
         torch.bmm(self.at_batch, half, out=y)
         return y
 
-    def __call__(self, xp: torch.Tensor, out: torch.Tensor, slot: int) -> None:
+    def __call__(self, xp: torch.Tensor, out: torch.Tensor, slot: int, part: int = 0, parts: int = 1) -> None:
+        """Chunks ``part``, ``part + parts``, ... of the convolution (all of it by default)."""
         m, a, c, k, tw, wp, h, w = self.m, self.a, self.c, self.k, self.tw, self.wp, self.h, self.w
         cb = k // 4
         base, branch_stride = xp.storage_offset(), out.stride(0)
         if self.tall:
             tile_rows = (xp.shape[0] - 2) // m
             step = max(1, round(self.chunk_frames * self.rows_per_frame / m))
-            for r0 in range(0, tile_rows, step):
+            for r0 in range(part * step, tile_rows, parts * step):
                 nt = min(step, tile_rows - r0)
                 src = xp.as_strided((a, a, nt, tw, c), (wp * c, c, m * wp * c, m * c, 1), base + r0 * m * wp * c)
                 y = self._tiles(src, nt * tw, slot).view(m, m, nt, tw, 4, cb)
@@ -190,7 +198,7 @@ class _Winograd3x3:
         frames, hp, th = xp.shape[0], xp.shape[1], self.th_frame
         full_rows = m * (th - 1)
         rest = h - full_rows
-        for n0 in range(0, frames, self.chunk_frames):
+        for n0 in range(part * self.chunk_frames, frames, parts * self.chunk_frames):
             n = min(self.chunk_frames, frames - n0)
             src = xp.as_strided((a, a, n, th, tw, c), (wp * c, c, hp * wp * c, m * wp * c, m * c, 1),
                                 base + n0 * hp * wp * c)
@@ -229,16 +237,13 @@ class _Temporal:
         self.out_channels = 4 * f
         self.branch_channels = f
 
-    def __call__(self, mids: List[torch.Tensor]) -> List[torch.Tensor]:
-        """Each of ``mids`` is one branch's ``[T, P, cm]`` (P pixels per frame);
-        returns each branch's ``[T, P, f]``."""
-        outs = []
-        for (d, weight, bias), mid in zip(self.branches, mids):
-            t, pixels, cm = mid.shape
-            x = mid.view(1, t, pixels, cm).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
-            y = F.conv2d(x, weight, bias, 1, (d, 0), (d, 1))
-            outs.append(y.permute(0, 2, 3, 1).reshape(t, pixels, self.branch_channels))
-        return outs
+    def branch(self, b: int, mid: torch.Tensor) -> torch.Tensor:
+        """Branch ``b`` of ``[T, P, cm]`` (P pixels per frame) -> ``[T, P, f]``."""
+        d, weight, bias = self.branches[b]
+        t, pixels, cm = mid.shape
+        x = mid.view(1, t, pixels, cm).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
+        y = F.conv2d(x, weight, bias, 1, (d, 0), (d, 1))
+        return y.permute(0, 2, 3, 1).reshape(t, pixels, self.branch_channels)
 
 
 def _pool_into(x: torch.Tensor, out: torch.Tensor) -> None:
@@ -260,6 +265,33 @@ TALL = (True, True, False)
 # and moves less data through the transforms; its larger rounding error is
 # still ~1e-6 on the probabilities.
 TILES = (6, 6, 6)
+
+
+class _Lanes:
+    """Two lanes of work: the calling thread and one helper thread, each
+    running its ops on one core.
+
+    Inside one window this replaces OpenMP's 2-thread ops: ~15 joins per
+    window instead of a barrier in each of ~400 ops. That is as fast on an
+    idle machine and degrades gracefully on a busy one, where a 2-thread
+    OpenMP op stalls whenever one of its threads is descheduled.
+    """
+
+    def __init__(self):
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="cpu_fast_lane")
+        self._helper.submit(torch.set_num_threads, 1).result()  # the helper thread's own setting
+
+    def run(self, jobs0, jobs1) -> None:
+        def helper():
+            with torch.no_grad():
+                for job in jobs1:
+                    job()
+        pending = self._helper.submit(helper)
+        try:
+            for job in jobs0:
+                job()
+        finally:
+            pending.result()
 
 
 class _Plan:
@@ -317,7 +349,10 @@ class CpuTransNetV2:
             self.cls_b = torch.cat([model.cls_layer1.bias, model.cls_layer2.bias], 0)
         self._plans: Dict[Tuple[int, int], _Plan] = {}
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_workers = 0
         self.parallel_windows = True
+        self.lanes = True
+        self._lanes: Optional[_Lanes] = None
 
     @staticmethod
     def _spatial_weight(block) -> torch.Tensor:
@@ -338,6 +373,15 @@ class CpuTransNetV2:
         threads = torch.get_num_threads()
         if self.parallel_windows and batch > 1 and threads > 1:
             outs = self._windows_in_parallel(inputs, min(batch, threads), threads)
+        elif self.lanes and threads == 2:
+            if self._lanes is None:
+                self._lanes = _Lanes()
+            torch.set_num_threads(1)
+            try:
+                with torch.no_grad():
+                    outs = [self._window(inputs[b], 0, self._lanes) for b in range(batch)]
+            finally:
+                torch.set_num_threads(threads)
         else:
             with torch.no_grad():
                 outs = [self._window(inputs[b], 0) for b in range(batch)]
@@ -349,8 +393,9 @@ class CpuTransNetV2:
     def _windows_in_parallel(self, inputs: torch.Tensor, workers: int, threads: int) -> List[torch.Tensor]:
         """One window per thread, each op single-threaded: many of the ops are
         memory-bound or small and scale poorly over 2 threads inside one window."""
-        if self._pool is None or self._pool._max_workers < workers:
+        if self._pool is None or self._pool_workers < workers:
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cpu_fast")
+            self._pool_workers = workers
 
         def run(slot: int) -> List[torch.Tensor]:
             torch.set_num_threads(1)  # this thread's OpenMP and MKL settings
@@ -366,38 +411,65 @@ class CpuTransNetV2:
             outs[slot::workers] = part
         return outs
 
-    def _window(self, frames: torch.Tensor, slot: int) -> torch.Tensor:
+    def _window(self, frames: torch.Tensor, slot: int, lanes: Optional["_Lanes"] = None) -> torch.Tensor:
+        """One window ``[T, 27, 48, 3]`` -> logits ``[T, 2]``.
+
+        With ``lanes``, each stage's independent pieces (branches, Winograd
+        chunks) are split between two threads of one core each."""
         t = frames.shape[0]
         p = self._plan(t, slot)
+        parts = 2 if lanes is not None else 1
+
+        def run(jobs) -> None:
+            if lanes is None:
+                for job in jobs:
+                    job()
+            else:
+                lanes.run(jobs[0::2], jobs[1::2])
+
+        def by_branch(work):
+            # branches 0, 1 in one lane and 2, 3 in the other: neighbouring channels
+            return [lambda: (work(0), work(1)), lambda: (work(2), work(3))] if lanes is not None else \
+                [lambda b=b: work(b) for b in range(4)]
+
+        def by_chunk(wino, xp, out):
+            return [lambda i=i: wino(xp, out, slot + i, i, parts) for i in range(parts)]
+
         pooled_means: List[torch.Tensor] = []
         x = frames.float().permute(0, 3, 1, 2)  # NCHW view, channels-last memory
         for i, (stack, s) in enumerate(zip(self.stacks, p.stacks)):
             sh, sw, f = stack["h"], stack["w"], stack["out_channels"] // 4
             wino1, wino2 = stack["wino1"], stack["wino2"]
-            if wino1 is None:
-                mids = [F.conv2d(x, w, None, 1, 1).permute(0, 2, 3, 1).reshape(t, sh * sw, -1) for w in self.first_w]
-                rows = sh
-            else:
-                wino1(s["xp1"], s["mid"], slot)
-                mids = wino1.branches(s["mid"], t)
-                rows = wino1.rows_per_frame
-            outs = [y.view(t, rows, sw, f)[:, :sh] for y in stack["temporal1"](mids)]
-            # Block 1's ReLU, fused with the copy into block 2's padded input;
+            temporal1, temporal2 = stack["temporal1"], stack["temporal2"]
+            # Block 1's ReLU is fused with the copy into block 2's padded input;
             # that interior is also the stack's shortcut.
             shortcut = wino2.interior(s["xp2"], t)
-            for b, y in enumerate(outs):
-                torch.clamp_min(y, 0, out=shortcut[..., b * f:(b + 1) * f])
-            wino2(s["xp2"], s["mid"], slot)
-            outs = [y.view(t, wino2.rows_per_frame, sw, f)[:, :sh]
-                    for y in stack["temporal2"](wino2.branches(s["mid"], t))]
+            if wino1 is None:
+                def block1(b: int) -> None:
+                    mid = F.conv2d(x, self.first_w[b], None, 1, 1).permute(0, 2, 3, 1).reshape(t, sh * sw, -1)
+                    y = temporal1.branch(b, mid).view(t, sh, sw, f)
+                    torch.clamp_min(y, 0, out=shortcut[..., b * f:(b + 1) * f])
+            else:
+                run(by_chunk(wino1, s["xp1"], s["mid"]))
+                mids = wino1.branches(s["mid"], t)
+
+                def block1(b: int) -> None:
+                    y = temporal1.branch(b, mids[b]).view(t, wino1.rows_per_frame, sw, f)[:, :sh]
+                    torch.clamp_min(y, 0, out=shortcut[..., b * f:(b + 1) * f])
+            run(by_branch(block1))
+            run(by_chunk(wino2, s["xp2"], s["mid"]))
+            mids2 = wino2.branches(s["mid"], t)
             if i + 1 < len(self.stacks):
                 target = self.stacks[i + 1]["wino1"].interior(p.stacks[i + 1]["xp1"], t)
             else:
                 target = p.head_in[:, 256:].view(t, sh // 2, sw // 2, -1)
-            # relu(block 2) + shortcut, 2x2 average pooling into the next stack's input
-            for b, y in enumerate(outs):
+
+            def block2(b: int) -> None:
+                # relu(block 2) + shortcut, 2x2 average pooling into the next stack's input
+                y = temporal2.branch(b, mids2[b]).view(t, wino2.rows_per_frame, sw, f)[:, :sh]
                 y.clamp_min_(0).add_(shortcut[..., b * f:(b + 1) * f])
                 _pool_into(y, target[..., b * f:(b + 1) * f])
+            run(by_branch(block2))
             pooled_means.append(target.mean(dim=(1, 2)))
 
         m = self.model
@@ -408,8 +480,12 @@ class CpuTransNetV2:
         hist = m.color_hist_layer(frames[None])[0]
         p.head_in[:, 0:128].copy_(hist)
         p.head_in[:, 128:256].copy_(sim)
-        torch.addmm(self.fc1_b, p.head_in, self.fc1_w, out=p.hidden)
-        p.hidden.clamp_min_(0)
+        rows = [slice(0, t // 2), slice(t // 2, t)] if lanes is not None else [slice(0, t)]
+
+        def dense(r: slice) -> None:
+            torch.addmm(self.fc1_b, p.head_in[r], self.fc1_w, out=p.hidden[r])
+            p.hidden[r].clamp_min_(0)
+        run([lambda r=r: dense(r) for r in rows])
         return torch.addmm(self.cls_b, p.hidden, self.cls_w)
 
 
