@@ -112,6 +112,8 @@ class Run:
         # below the size, the child never found the pipe full (never blocked).
         self.max_pending = 0
         self.pipe_size: int | None = None
+        # Counts changes, so that a page can tell a late answer from a fresher event.
+        self.version = 0
 
     def snapshot(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
@@ -125,6 +127,7 @@ class Run:
                 eta = elapsed * (1 - fraction) / fraction
             return {
                 "id": self.id,
+                "version": self.version,
                 "step_id": self.step.id,
                 "status": self.status.value,
                 "cancelling": self.cancel_requested_at is not None and self.status is RunStatus.RUNNING,
@@ -331,6 +334,7 @@ class Runner:
             if run.cancel_requested_at is not None:
                 return
             run.cancel_requested_at = time.monotonic()
+            run.version += 1
             # Descendants that left the group (setsid) would escape killpg:
             # note them now, while the tree is still attached to the child.
             known = {p.pid for p in run.escapees}
@@ -481,6 +485,7 @@ class Runner:
                         run.progress.apply(*found)
             run.last_lines.extend(line[:preview] for line in lines[-Run.LAST_LINES:])
             run.lines += len(lines)
+            run.version += 1
         self._write(log_file, lines)
         self.bus.publish(topic_of(run.step.id))
 
@@ -529,6 +534,7 @@ class Runner:
             if status is RunStatus.SUCCEEDED:
                 run.progress.complete()
             run.status = status
+            run.version += 1
             run.ended_at = ended
             run.return_code = returncode
             run.reason = reason

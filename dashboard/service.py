@@ -139,6 +139,7 @@ class Dashboard:
         step = self.registry.get(row["step_id"])
         return {
             "id": row["id"],
+            "version": None,  # from the history: final, newer than any live state
             "step_id": row["step_id"],
             "status": row["status"],
             "cancelling": False,

@@ -57,6 +57,17 @@
     return { elapsed, eta };
   }
 
+  // Whether run snapshot a is at least as recent as b. A POST's answer can reach
+  // the page after the event stream has already shown a later state of that run.
+  function asRecent(a, b) {
+    if (!b) return true;
+    if (!a) return false;
+    if (a.id !== b.id) return a.id > b.id;
+    const va = a.version === null ? Infinity : a.version;
+    const vb = b.version === null ? Infinity : b.version;
+    return va >= vb;
+  }
+
   function renderStep(step) {
     steps[step.id] = step;
     const card = document.getElementById(`step-${step.id}`);
@@ -207,8 +218,9 @@
     const result = await post(`/api/steps/${encodeURIComponent(stepId)}/${action}`);
     if (result.ok) {
       showMessage(message, action === "run" ? `Started run #${result.body.run_id}.` : "Cancelling…", true);
-      if (result.body.run && steps[stepId]) {
-        renderStep({ ...steps[stepId], run: result.body.run, running: result.body.run.status === "running" });
+      const known = steps[stepId];
+      if (result.body.run && known && asRecent(result.body.run, known.run)) {
+        renderStep({ ...known, run: result.body.run, running: result.body.run.status === "running" });
       }
     } else {
       let text = result.body.error || `error ${result.status}`;
