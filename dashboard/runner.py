@@ -514,8 +514,10 @@ class Runner:
                            run.id, run.step.id, ", ".join(fields), exc)
 
     def _end(self, run: Run, status: RunStatus, returncode: int | None, reason: str) -> None:
-        self._record_end(run, status, returncode, reason)
+        # The status and the table of active runs change together: whoever sees the
+        # run ended also finds its step and its resources free.
         with self._lock:
+            self._record_end(run, status, returncode, reason)
             if self._active.get(run.step.id) is run:
                 del self._active[run.step.id]
             self._latest[run.step.id] = run
