@@ -169,41 +169,49 @@ def make_videos(folder: Path):
                 ffmpeg("-i", source, "-t", seconds, "-c", "copy", dst)
             else:
                 shutil.copyfile(source, dst)
-    for _ in range(2):  # two one-hour videos (the sample looped, 90,117 frames each)
+    # Two one-hour videos: the sample looped 17 times and re-encoded (90,117 frames
+    # with clean timestamps; a stream copy would leave jumps at the joins).
+    hour = src / "hour.mp4"
+    ffmpeg("-stream_loop", 16, "-i", sample, "-c:v", "libx264", "-preset", "ultrafast", "-threads", "16", hour)
+    for _ in range(2):
         n += 1
-        ffmpeg("-stream_loop", 16, "-i", sample, "-c", "copy", vids / f"v{n:02d}_hour.mp4")
+        shutil.copyfile(hour, vids / f"v{n:02d}_hour.mp4")
     return sorted(vids.iterdir())
 
 
 def pure_decode(videos, workers):
-    """Frames/s of our decoders alone (same threads per process as the engine)."""
-    todo = list(videos)
-    lock = threading.Lock()
-    total = [0]
-
-    def work():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                v = todo.pop(0)
-            info = decoder.probe(v)
-            reader = decoder.FrameReader(info, threads=decoder.default_decoder_threads(info, workers))
-            b = WindowBuilder()
-            while (c := reader.read()) is not None:
-                b.push(c)
-            b.finish()
-            reader.finish()
-            with lock:
-                total[0] += reader.frames_read
-
+    """Frames/s of the engine's decoder processes alone, splitting long videos
+    into segments as the engine does, every frame copied out and dropped."""
+    from engine import SEGMENT_FRAMES, RING_FRAMES
+    from decode_pool import DecodePool
+    pool = DecodePool(workers, RING_FRAMES)
+    pending = [{"task_id": i, "path": str(v), "info": None, "segment_frames": SEGMENT_FRAMES,
+                "workers": workers} for i, v in enumerate(videos)]
+    next_id, running, frames = len(videos), 0, 0
     start = time.perf_counter()
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return total[0] / (time.perf_counter() - start)
+    try:
+        while pending or running:
+            for w in pool.assignable():
+                if not pending:
+                    break
+                pool.submit(w, pending.pop(0))
+                running += 1
+            for w, msg in pool.messages(0.01):
+                if msg[0] == "chunk":
+                    w.take(msg[2], msg[3])
+                    frames += msg[3]
+                elif msg[0] == "start" and msg[3]:
+                    for seg in msg[3][1:]:
+                        pending.append({"task_id": next_id, "path": msg[2]["path"], "info": msg[2],
+                                        "start": seg["start"], "frames": seg["frames"], "workers": workers})
+                        next_id += 1
+                elif msg[0] in ("done", "failed"):
+                    running -= 1
+                    if msg[0] == "failed":
+                        print("decode failed:", msg)
+    finally:
+        pool.close()
+    return frames / (time.perf_counter() - start)
 
 
 PACKAGE_RUN = r"""

@@ -335,3 +335,54 @@ def test_unreadable_file_and_unwritable_folder(tmp_path, media):
     succeeded = lines(proc, "SUCCESS:")
     assert len(succeeded) == 1 and succeeded[0].startswith("SUCCESS: 1/3: ok/fine.mp4 -> ok/fine.csv (")
     assert sorted(p.name for p in (root / "readonly").iterdir()) == ["locked.mp4"]
+
+
+def test_long_video_decoded_in_parallel_segments_gives_identical_results(tmp_path, sample_video):
+    """Segments split at keyframes (forced small here) must give exactly the
+    frames, windows and scenes of decoding the video in one piece."""
+    for folder in ("split", "whole"):
+        (tmp_path / folder).mkdir()
+    clip = tmp_path / "split" / "g25.mp4"
+    ffmpeg("-i", str(sample_video), "-t", "16", "-g", "25", "-c:v", "libx264", "-preset", "veryfast", "-an",
+           str(clip))
+    shutil.copyfile(clip, tmp_path / "whole" / "g25.mp4")
+    split = run_step3("--input-dir", tmp_path / "split", "--log-dir", tmp_path / "logs", "--num-workers", "2",
+                      env_extra={"STEP3_SEGMENT_FRAMES": "100"})
+    whole = run_step3("--input-dir", tmp_path / "whole", "--log-dir", tmp_path / "logs")
+    assert split.returncode == whole.returncode == 0, split.stdout
+    a = load_json(tmp_path / "split" / "g25.scenes.json")
+    b = load_json(tmp_path / "whole" / "g25.scenes.json")
+    assert a["video"]["decoded_in_segments"] >= 3 and b["video"]["decoded_in_segments"] == 1
+    assert a["video"]["frame_count"] == b["video"]["frame_count"] == 400
+    assert a["predictions"] == b["predictions"]
+    assert (tmp_path / "split" / "g25.csv").read_text() == (tmp_path / "whole" / "g25.csv").read_text()
+
+
+def test_a_decoder_process_that_dies_fails_its_video_only(tmp_path, media, sample_video):
+    import psutil
+    folder = tmp_path / "p"
+    copy_to(media["short"], folder, "clip0.mp4")
+    # Longer than a decoder's ring: its decoder is still at work when it starts.
+    copy_to(sample_video, folder, "clip1.mp4")
+    copy_to(media["short"], folder, "clip2.mp4")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--input-dir", str(folder), "--log-dir",
+                             str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True, env=env)
+    out = []
+    killed = None
+    for line in proc.stdout:
+        out.append(line)
+        if killed is None and line.startswith("PROCESSING_VIDEO: 2/3"):
+            # The decoder is the spawned Python child that runs ffmpeg.
+            for child in psutil.Process(proc.pid).children():
+                if child.name().startswith("python") and any(g.name() == "ffmpeg" for g in child.children()):
+                    killed = child.pid
+                    child.kill()
+                    break
+    proc.wait(timeout=300)
+    text = "".join(out)
+    assert killed is not None, text
+    assert proc.returncode == 1, text
+    failed = [ln for ln in text.splitlines() if ln.startswith("FAILED:")]
+    assert len(failed) == 1 and "decoder process died" in failed[0], text
+    assert "SUMMARY: 2/3 succeeded, 1 failed, 0 skipped" in text

@@ -44,7 +44,7 @@ class DecodeError(Exception):
 
 @dataclass
 class VideoInfo:
-    path: Path
+    path: Path  # a str after a trip through a process boundary; see __post_init__
     stream_index: int
     codec: str
     width: int
@@ -53,6 +53,9 @@ class VideoInfo:
     fps_fraction: str
     duration: Optional[float]
     expected_frames: Optional[int]
+
+    def __post_init__(self):
+        self.path = Path(self.path)
 
 
 @dataclass
@@ -173,17 +176,24 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
     )
 
 
-def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = None) -> List[str]:
+def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = None,
+                   start: Optional[float] = None, max_frames: Optional[int] = None) -> List[str]:
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
     if threads:
         cmd += ["-threads", str(threads)]
+    if start is not None:
+        # A segment of a long video: seek to its first keyframe (input seeking is
+        # frame-accurate when decoding) and keep the original timestamps.
+        cmd += ["-copyts", "-ss", repr(float(start))]
     cmd += [
         "-i", str(path),
         "-map", f"0:{stream_index}", "-an", "-sn", "-dn",
         "-fps_mode", "passthrough",
         "-vf", f"scale={WIDTH}:{HEIGHT},showinfo=checksum=0",
-        "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1",
     ]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(int(max_frames))]
+    cmd += ["-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     return cmd
 
 
@@ -195,7 +205,8 @@ class FrameReader:
     the whole video was decoded.
     """
 
-    def __init__(self, info: VideoInfo, threads: Optional[int] = None, chunk: int = 128):
+    def __init__(self, info: VideoInfo, threads: Optional[int] = None, chunk: int = 128,
+                 start: Optional[float] = None, max_frames: Optional[int] = None):
         self.info = info
         self.chunk = chunk
         self._timestamps: List[float] = []
@@ -204,7 +215,7 @@ class FrameReader:
         self._tail: List[str] = []
         self.frames_read = 0
         self._proc = subprocess.Popen(
-            ffmpeg_command(info.path, info.stream_index, threads),
+            ffmpeg_command(info.path, info.stream_index, threads, start, max_frames),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
         # A bigger pipe means fewer wake-ups of ffmpeg and of this process.
@@ -271,8 +282,10 @@ class FrameReader:
             except OSError:
                 pass
 
-    def finish(self) -> DecodeReport:
-        """Wait for ffmpeg; raise DecodeError unless the video decoded completely."""
+    def finish(self, whole_video: bool = True) -> DecodeReport:
+        """Wait for ffmpeg; raise DecodeError unless the video (or, for a segment,
+        the frames asked for) decoded completely. Timestamps of a whole video are
+        relative to its first frame; those of a segment are left absolute."""
         self._close()
         rc = self._proc.returncode
         n = self.frames_read
@@ -285,20 +298,13 @@ class FrameReader:
         if n == 0:
             raise DecodeError(f"no frame could be decoded{': ' + cause if cause else ''}")
 
-        timestamps = self._complete_timestamps(n)
-        info = self.info
-        if info.duration and info.duration > 1.0:
-            step = 1.0 / info.fps if info.fps > 0 else 0.0
-            span = timestamps[-1] - timestamps[0] + step
-            if span < MIN_COVERAGE * info.duration:
-                detail = f"; {cause}" if cause else ""
-                raise DecodeError(
-                    f"file is truncated or damaged: decoding stopped at {span:.1f} s of "
-                    f"{info.duration:.1f} s ({n} frames){detail}")
+        timestamps = self._complete_timestamps(n, relative=whole_video)
+        if whole_video:
+            check_coverage(self.info, timestamps, cause)
         return DecodeReport(n, timestamps, self._error_count, list(self._errors))
 
-    def _complete_timestamps(self, n: int) -> List[float]:
-        """Timestamps of the n frames read, relative to the first frame.
+    def _complete_timestamps(self, n: int, relative: bool = True) -> List[float]:
+        """Timestamps of the n frames read, relative to the first frame if ``relative``.
 
         showinfo reports every frame; where a timestamp is missing (no pts, or a
         stderr line lost), it is continued at the nominal frame rate.
@@ -311,8 +317,70 @@ class FrameReader:
             if not math.isfinite(t):
                 t = out[-1] + step if out else 0.0
             out.append(t)
+        if not relative:
+            return out
         origin = out[0]
         return [t - origin for t in out]
+
+
+def check_coverage(info: VideoInfo, timestamps: List[float], cause: str = "") -> None:
+    """Raise DecodeError if the decoded frames stop well short of the declared duration."""
+    if not timestamps or not info.duration or info.duration <= 1.0:
+        return
+    step = 1.0 / info.fps if info.fps > 0 else 0.0
+    span = timestamps[-1] - timestamps[0] + step
+    if span < MIN_COVERAGE * info.duration:
+        detail = f"; {cause}" if cause else ""
+        raise DecodeError(f"file is truncated or damaged: decoding stopped at {span:.1f} s of "
+                          f"{info.duration:.1f} s ({len(timestamps)} frames){detail}")
+
+
+def plan_segments(info: VideoInfo, target_frames: int, timeout: float = 120.0) -> Optional[List[dict]]:
+    """Split a long video at keyframes into segments of about ``target_frames``.
+
+    Each segment is ``{"start": pts of its first keyframe, "first": index of its
+    first frame, "frames": frame count}``. Frame indices come from the packets'
+    timestamps (a frame's index is the number of frames shown before it), which
+    the segments' decoders then verify. None when the video is too short or its
+    timestamps don't allow it.
+    """
+    cmd = ["ffprobe", "-v", "error", "-select_streams", str(info.stream_index), "-show_entries",
+           "packet=pts_time,flags", "-of", "csv=p=0", str(info.path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    pts, keys = [], []
+    for line in out.splitlines():
+        fields = line.strip().split(",")
+        if len(fields) < 2:
+            continue
+        flags = fields[1]
+        if "D" in flags:  # discarded by the demuxer (edit lists): never shown
+            continue
+        try:
+            t = float(fields[0])
+        except ValueError:
+            return None  # a packet without a timestamp: frame indices can't be known
+        pts.append(t)
+        if "K" in flags:
+            keys.append(t)
+    total = len(pts)
+    if total < 2 * target_frames or not keys:
+        return None
+    ordered = np.sort(np.array(pts))
+    if np.any(np.diff(ordered) <= 0):
+        return None  # duplicate timestamps: no unambiguous order
+    starts = [0]
+    for key in sorted(set(keys)):
+        index = int(np.searchsorted(ordered, key))
+        if index - starts[-1] >= target_frames and total - index >= target_frames // 2:
+            starts.append(index)
+    if len(starts) < 2:
+        return None
+    bounds = starts + [total]
+    return [{"start": float(ordered[a]) if i else None, "first": a, "frames": b - a}
+            for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
 def ffmpeg_version() -> str:

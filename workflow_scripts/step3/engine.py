@@ -1,25 +1,29 @@
 """STEP3's engine: find the videos, stream their frames through the model, write
 the results. One ``run(config)`` call is one batch of videos.
 
-Shape of a run:
-- decoder threads (at most ``num_workers`` at once), each driving one ffmpeg
-  process, cut their video into windows and put them on one bounded queue;
-  decoders run ahead of the model but never further than the queue allows;
-- this thread, the only one that touches the model, takes windows from the
-  queue, batches them (windows of several videos share a batch), runs the
-  model and hands the probabilities back to their videos;
-- a video whose frames are all decoded and all predicted is finalised: scenes,
-  then its two result files, written atomically.
+Shape of a run (three kinds of workers, one owner of the model):
+- decoder processes (``num_workers``, spawned, see decode_pool.py) each run
+  ffmpeg on one video, or on one keyframe-aligned segment of a long one, and
+  put the frames in their ring of shared memory; rings are bounded, so
+  decoders run ahead of the model but memory stays flat;
+- this thread gathers the frames of each video in order, cuts them into the
+  official windows, and forms batches from the windows of every video in
+  flight (a slow or long video holds no other back);
+- an inference thread, the only one that touches the model, runs the batches
+  while this thread prepares the next ones;
+- a video whose windows are all predicted is finalised here: scenes, then its
+  two result files, written atomically.
 
 A failure stays with its video: a bad file, a decoder error or a failed write
 is one FAILED line and the batch goes on; a CUDA failure redoes the videos
-concerned on the CPU.
+concerned on the CPU; a segment that doesn't decode as planned redoes its
+video in one piece.
 """
-import hashlib
-import json
+import os
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +40,21 @@ from progress import Reporter
 from settings import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A long video is split into segments of about this many frames, decoded in
+# parallel (the environment variable lets tests split short clips).
+SEGMENT_FRAMES = int(os.environ.get("STEP3_SEGMENT_FRAMES", "9000"))
+RING_FRAMES = 4096           # frames each decoder can run ahead (16 MB of shared memory)
+READY_WINDOWS_PER_BATCH = 4  # windows cut ahead of the model, in batches
+
+
+@dataclass
+class Segment:
+    start: Optional[float]          # pts of its first keyframe (None: the video's start)
+    first: int                      # index of its first frame
+    frames: Optional[int]           # frame count (None: to the end of the video)
+    task_id: Optional[int] = None
+    chunks: deque = field(default_factory=deque)   # (worker, slot, frames) not yet read
+    report: Optional[dict] = None
 
 
 @dataclass
@@ -46,47 +65,52 @@ class Job:
     paths: results.ResultPaths
     generation: int = 0
     on_cpu: bool = False
+    allow_segments: bool = True
     info: Optional[decoder.VideoInfo] = None
-    outputs: Dict[int, np.ndarray] = field(default_factory=dict)
+    segments: List[Segment] = field(default_factory=list)
+    current: int = 0                 # the segment being read
+    builder: win.WindowBuilder = field(default_factory=win.WindowBuilder)
+    timestamps: List[float] = field(default_factory=list)
+    windows_made: int = 0
     windows_total: Optional[int] = None
-    report: Optional[decoder.DecodeReport] = None
+    outputs: Dict[int, np.ndarray] = field(default_factory=dict)
+    error_count: int = 0
+    error_messages: List[str] = field(default_factory=list)
     announced: bool = False
+    submitted: bool = False
     finished: bool = False
     started_at: Optional[float] = None
     inference_seconds: float = 0.0
     backends: set = field(default_factory=set)
 
+    @property
+    def frame_count(self) -> int:
+        return len(self.timestamps)
+
     def reset(self) -> None:
+        """Forget everything decoded or predicted; the video starts over."""
         self.generation += 1
-        self.outputs.clear()
+        self.info = None
+        self.segments = []
+        self.current = 0
+        self.builder = win.WindowBuilder()
+        self.timestamps = []
+        self.windows_made = 0
         self.windows_total = None
-        self.report = None
+        self.outputs.clear()
+        self.error_count = 0
+        self.error_messages = []
+        self.submitted = False
         self.inference_seconds = 0.0
         self.backends = set()
 
 
-# Items on the decoder -> model queue.
 @dataclass
-class WindowItem:
+class Window:
     job: Job
     generation: int
     number: int
     frames: np.ndarray
-
-
-@dataclass
-class DecodedItem:
-    job: Job
-    generation: int
-    report: decoder.DecodeReport
-    windows: int
-
-
-@dataclass
-class FailedItem:
-    job: Job
-    generation: int
-    cause: str
 
 
 def plan_jobs(config: Config, root: Path) -> List[Job]:
@@ -112,10 +136,6 @@ class Engine:
         self.predictor = None
         self.weights_sha256 = ""
         self.weights_path: Optional[Path] = None
-        self._queue: "queue.Queue" = queue.Queue()
-        self._slots = threading.Semaphore(config.num_workers)
-        self._threads: List[threading.Thread] = []
-        self._stop = threading.Event()
         self._first_result_after: Optional[float] = None
         self._run_started = time.perf_counter()
 
@@ -157,12 +177,7 @@ class Engine:
                 self.failed = len(todo)
                 self.log.summary(self.succeeded, n, self.failed, self.skipped)
                 return code
-            try:
-                self._process(todo)
-            finally:
-                self._stop.set()
-                for t in self._threads:
-                    t.join(timeout=30)
+            self._process(todo)
         self.log.summary(self.succeeded, n, self.failed, self.skipped)
         if self._first_result_after is not None:
             self.log.info(f"first result after {self._first_result_after:.1f} s; "
@@ -207,104 +222,237 @@ class Engine:
         self.weights_sha256 = results.sha256_file(self.weights_path)
         return None
 
-    # -- decoding (threads) ----------------------------------------------------------
-    def _start_decoder(self, job: Job, holding_slot: bool) -> None:
-        t = threading.Thread(target=self._decode, args=(job, job.generation, holding_slot),
-                             name=f"decode-{job.index}", daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def _schedule(self, todo: List[Job]) -> None:
-        for job in todo:
-            while not self._slots.acquire(timeout=0.2):
-                if self._stop.is_set():
-                    return
-            if self._stop.is_set():
-                self._slots.release()
-                return
-            self._start_decoder(job, holding_slot=True)
-
-    def _decode(self, job: Job, generation: int, holding_slot: bool) -> None:
-        if not holding_slot:
-            self._slots.acquire()
-        reader = None
+    # -- the pipeline ----------------------------------------------------------------
+    def _process(self, todo: List[Job]) -> None:
+        from decode_pool import DecodePool
+        import inference
+        self._DeviceFailure = inference.DeviceFailure
+        self._todo = todo
+        self._tasks: Dict[int, tuple] = {}  # task id -> (job, generation, segment index)
+        self._next_task = 0
+        self._ready: List[Window] = []
+        self._in_flight = 0
+        self._batches: "queue.Queue" = queue.Queue()
+        self._results: "queue.Queue" = queue.Queue()
+        self._pool = DecodePool(self.config.num_workers, RING_FRAMES)
+        infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        infer.start()
         try:
-            info = decoder.probe(job.path)
-            job.info = info
-            threads = (decoder.default_decoder_threads(info, self.config.num_workers)
-                       if self.config.decoder_threads == "auto" else int(self.config.decoder_threads))
-            reader = decoder.FrameReader(info, threads=threads)
-            builder = win.WindowBuilder()
-            number = 0
-            while True:
-                chunk = reader.read()
-                if job.generation != generation or self._stop.is_set():
-                    reader.kill()
-                    return
-                made = builder.finish() if chunk is None else builder.push(chunk)
-                for frames in made:
-                    if not self._put(WindowItem(job, generation, number, frames)):
-                        reader.kill()
-                        return
-                    number += 1
-                if chunk is None:
-                    break
-            report = reader.finish()
-            self._put(DecodedItem(job, generation, report, number))
-        except decoder.DecodeError as exc:
-            if reader is not None:
-                reader.kill()
-            self._put(FailedItem(job, generation, str(exc)))
-        except Exception as exc:  # a bug must cost one video, not the batch
-            if reader is not None:
-                reader.kill()
-            self._put(FailedItem(job, generation, f"unexpected error while decoding: {type(exc).__name__}: {exc}"))
+            while not all(job.finished for job in todo):
+                self._assign_tasks()
+                busy = bool(self._ready) or self._in_flight > 0
+                for worker, message in self._pool.messages(0.002 if busy else 0.05):
+                    self._on_message(worker, message)
+                for job in todo:
+                    self._read_chunks(job)
+                self._collect_results()
+                self._send_batches()
+                for worker, task_id in self._pool.replace_dead():
+                    entry = self._tasks.pop(task_id, None) if task_id is not None else None
+                    if entry and entry[0].generation == entry[1]:
+                        self._fail(entry[0], f"decoder process died (exit code {worker.process.exitcode})")
         finally:
-            self._slots.release()
+            self._batches.put(None)
+            infer.join(timeout=60)
+            self._pool.close()
 
-    def _put(self, item) -> bool:
-        """Queue ``item``, waiting while the queue is full; False if its video was
-        superseded or the run is stopping meanwhile."""
+    def _assign_tasks(self) -> None:
+        workers = self._pool.assignable()
+        if not workers:
+            return
+        for job in self._todo:
+            if not workers:
+                return
+            if job.finished:
+                continue
+            if not job.submitted:
+                # The first task probes the video and, for a long one, plans its segments.
+                job.submitted = True
+                self._submit(workers.pop(0), job, None, {
+                    "info": None,
+                    "segment_frames": SEGMENT_FRAMES if job.allow_segments and self.config.num_workers > 1 else None,
+                })
+                continue
+            for i, seg in enumerate(job.segments):
+                if seg.task_id is None and workers:
+                    self._submit(workers.pop(0), job, i, {
+                        "info": self._info_dict(job), "start": seg.start, "frames": seg.frames})
+
+    @staticmethod
+    def _info_dict(job: Job) -> dict:
+        from dataclasses import asdict
+        d = asdict(job.info)
+        d["path"] = str(d["path"])
+        return d
+
+    def _submit(self, worker, job: Job, segment: Optional[int], extra: dict) -> None:
+        self._next_task += 1
+        task_id = self._next_task
+        self._tasks[task_id] = (job, job.generation, segment)
+        if segment is not None:
+            job.segments[segment].task_id = task_id
+        threads = None if self.config.decoder_threads == "auto" else int(self.config.decoder_threads)
+        self._pool.submit(worker, dict(extra, task_id=task_id, path=str(job.path), threads=threads,
+                                       workers=self.config.num_workers))
+
+    def _on_message(self, worker, message: tuple) -> None:
+        kind, task_id = message[0], message[1]
+        entry = self._tasks.get(task_id)
+        live = entry is not None and entry[0].generation == entry[1] and not entry[0].finished
+        if kind == "chunk":
+            if live:
+                job, _, seg_index = entry
+                job.segments[seg_index].chunks.append((worker, message[2], message[3]))
+            else:
+                worker.drop()
+            return
+        if kind in ("done", "failed"):
+            self._tasks.pop(task_id, None)
+        if not live:
+            return
+        job, _, seg_index = entry
+        if kind == "start":
+            job.info = decoder.VideoInfo(**message[2])
+            planned = message[3]
+            if planned:
+                job.segments = [Segment(p["start"], p["first"], p["frames"]) for p in planned]
+            else:
+                job.segments = [Segment(None, 0, None)]
+            job.segments[0].task_id = task_id
+            self._tasks[task_id] = (job, job.generation, 0)
+            self._announce(job)
+        elif kind == "done":
+            job.segments[seg_index].report = message[2]
+        elif kind == "failed":
+            if message[2] != "cancelled":
+                self._fail(job, message[2])
+
+    def _read_chunks(self, job: Job) -> None:
+        """Feed the job's frames, in order, to its window builder."""
+        limit = READY_WINDOWS_PER_BATCH * self.predictor.batch_size
+        while not job.finished and job.current < len(job.segments) and len(self._ready) < limit:
+            seg = job.segments[job.current]
+            if seg.chunks:
+                worker, slot, n = seg.chunks.popleft()
+                self._add_windows(job, job.builder.push(worker.take(slot, n)))
+                continue
+            if seg.report is None:
+                return  # waiting for the decoder
+            if not self._segment_ok(job, seg):
+                return
+            job.timestamps.extend(seg.report["timestamps"])
+            job.error_count += seg.report["error_count"]
+            job.error_messages += seg.report["error_messages"]
+            job.current += 1
+        if not job.finished and job.segments and job.current == len(job.segments) and job.windows_total is None:
+            self._end_of_video(job)
+
+    def _segment_ok(self, job: Job, seg: Segment) -> bool:
+        got = seg.report["frame_count"]
+        first = seg.report["timestamps"][0] if seg.report["timestamps"] else None
+        if seg.frames is None or (got == seg.frames and (seg.start is None or abs(first - seg.start) < 1e-3)):
+            return True
+        # The keyframe plan and the decoder disagree (an odd file): decode it in one piece.
+        self.log.warning(f"{job.name}: segment at frame {seg.first} gave {got} frames instead of "
+                         f"{seg.frames}: decoding the video in one piece")
+        self._restart(job, allow_segments=False)
+        return False
+
+    def _end_of_video(self, job: Job) -> None:
+        origin = job.timestamps[0] if job.timestamps else 0.0
+        job.timestamps = [t - origin for t in job.timestamps]
+        try:
+            decoder.check_coverage(job.info, job.timestamps,
+                                   job.error_messages[-1] if job.error_messages else "")
+        except decoder.DecodeError as exc:
+            self._fail(job, str(exc))
+            return
+        self._add_windows(job, job.builder.finish())
+        job.windows_total = job.windows_made
+        self._maybe_finish(job)
+
+    def _add_windows(self, job: Job, made: List[np.ndarray]) -> None:
+        for frames in made:
+            self._ready.append(Window(job, job.generation, job.windows_made, frames))
+            job.windows_made += 1
+
+    def _restart(self, job: Job, allow_segments: bool = True, on_cpu: Optional[bool] = None) -> None:
+        for seg in job.segments:
+            for worker, _, _ in seg.chunks:
+                worker.drop()
+            if seg.task_id is not None:
+                self._pool.cancel(seg.task_id)
+        job.reset()
+        job.allow_segments = job.allow_segments and allow_segments
+        if on_cpu is not None:
+            job.on_cpu = on_cpu
+        self._ready = [w for w in self._ready if w.job is not job]
+
+    # -- batches and the inference thread ------------------------------------------
+    def _send_batches(self) -> None:
+        """Keep the model busy: a partial batch only when it would otherwise idle."""
+        self._ready = [w for w in self._ready if w.generation == w.job.generation and not w.job.finished]
+        size = self.predictor.batch_size
+        while self._ready and self._in_flight < 2:
+            if self._in_flight == 1 and len(self._ready) < size:
+                return
+            on_cpu = self._ready[0].job.on_cpu or self.predictor.primary.device.type == "cpu"
+            batch = [w for w in self._ready if (w.job.on_cpu or self.predictor.primary.device.type == "cpu")
+                     == on_cpu][:size]
+            taken = set(map(id, batch))
+            self._ready = [w for w in self._ready if id(w) not in taken]
+            self._in_flight += 1
+            self._batches.put((batch, on_cpu))
+
+    def _inference_loop(self) -> None:
+        while True:
+            item = self._batches.get()
+            if item is None:
+                return
+            batch, on_cpu = item
+            started = time.perf_counter()
+            try:
+                probs, backend = self.predictor.run(np.stack([w.frames for w in batch]), on_cpu=on_cpu)
+                self._results.put((batch, probs, backend, None, time.perf_counter() - started))
+            except BaseException as exc:  # handed to the main thread, which decides
+                self._results.put((batch, None, None, exc, 0.0))
+
+    def _collect_results(self) -> None:
         while True:
             try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                if self._stop.is_set() or item.job.generation != item.generation:
-                    return False
-
-    # -- the model's loop (this thread) ------------------------------------------------
-    def _process(self, todo: List[Job]) -> None:
-        import inference
-        batch_size = self.predictor.batch_size
-        # Bounded: decoders wait when the model is behind, so memory stays flat
-        # (a window is 389 kB; 4096 of them are 1.6 GB).
-        self._queue = queue.Queue(maxsize=min(4096, max(8, 2 * batch_size)))
-        # On a GPU, wait a moment for a fuller batch; on the CPU a batch is one window.
-        gather_wait = 0.02 if self.predictor.primary.device.type == "cuda" else 0.0
-        scheduler = threading.Thread(target=self._schedule, args=(todo,), name="scheduler", daemon=True)
-        self._threads.append(scheduler)
-        scheduler.start()
-        batch_gpu: List[WindowItem] = []
-        batch_cpu: List[WindowItem] = []
-        while not all(job.finished for job in todo):
-            try:
-                item = self._queue.get(timeout=0.5)
+                batch, probs, backend, error, seconds = self._results.get_nowait()
             except queue.Empty:
-                item = None
-            while item is not None:
-                self._accept(item, batch_cpu, batch_gpu)
-                limit = self.predictor.batch_size
-                if len(batch_gpu) >= limit or len(batch_cpu) >= limit:
-                    break
-                try:
-                    item = self._queue.get(timeout=gather_wait) if gather_wait else self._queue.get_nowait()
-                except queue.Empty:
-                    item = None
-            for batch, on_cpu in ((batch_gpu, False), (batch_cpu, True)):
-                if batch:
-                    self._run_batch(batch, on_cpu, inference.DeviceFailure)
-                    batch.clear()
+                return
+            self._in_flight -= 1
+            live = [(i, w) for i, w in enumerate(batch) if w.generation == w.job.generation and not w.job.finished]
+            jobs = {id(w.job): w.job for _, w in live}
+            if error is not None:
+                if isinstance(error, self._DeviceFailure):
+                    self._device_failed(list(jobs.values()), str(error))
+                else:
+                    text = str(error).splitlines()[0] if str(error) else ""
+                    for job in jobs.values():
+                        self._fail(job, f"model failed: {type(error).__name__}: {text}")
+                continue
+            share = seconds / max(1, len(batch))
+            for i, w in live:
+                w.job.outputs[w.number] = probs[i]
+                w.job.inference_seconds += share
+                w.job.backends.add((str(backend.device), backend.precision, backend.torchscript))
+            for job in jobs.values():
+                self._report_frames(job)
+                self._maybe_finish(job)
+
+    def _device_failed(self, jobs: List[Job], cause: str) -> None:
+        if not self.predictor.gpu_healthy():
+            self.log.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
+            self.predictor.primary = self.predictor.cpu_backend()
+            self.predictor.gpu_usable = False
+            jobs = jobs + [j for j in self._todo if j.submitted and not j.finished and not j.on_cpu
+                           and j not in jobs]
+        for job in jobs:
+            self.log.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
+            self._restart(job, on_cpu=True)
 
     def _announce(self, job: Job) -> None:
         if not job.announced:
@@ -312,66 +460,10 @@ class Engine:
             job.started_at = time.perf_counter()
             self.log.processing(job.index, len(self.jobs), job.name)
 
-    def _accept(self, item, batch_cpu: List[WindowItem], batch_gpu: List[WindowItem]) -> None:
-        job = item.job
-        if item.generation != job.generation or job.finished:
-            return  # from a decoder superseded by a redo on the CPU
-        self._announce(job)
-        if isinstance(item, WindowItem):
-            cpu = job.on_cpu or self.predictor.primary.device.type == "cpu"
-            (batch_cpu if cpu else batch_gpu).append(item)
-        elif isinstance(item, DecodedItem):
-            job.report = item.report
-            job.windows_total = item.windows
-            self._maybe_finish(job)
-        elif isinstance(item, FailedItem):
-            self._fail(job, item.cause)
-
-    def _run_batch(self, batch: List[WindowItem], on_cpu: bool, DeviceFailure) -> None:
-        live = [it for it in batch if it.generation == it.job.generation and not it.job.finished]
-        if not live:
-            return
-        stacked = np.stack([it.frames for it in live])
-        started = time.perf_counter()
-        try:
-            probs, backend = self.predictor.run(stacked, on_cpu=on_cpu)
-        except DeviceFailure as exc:
-            self._device_failed(live, str(exc))
-            return
-        except Exception as exc:  # the model failed on these windows: fail their videos
-            for job in {id(it.job): it.job for it in live}.values():
-                self._fail(job, f"model failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            return
-        share = (time.perf_counter() - started) / len(live)
-        touched = {}
-        for it, p in zip(live, probs):
-            it.job.outputs[it.number] = p
-            it.job.inference_seconds += share
-            it.job.backends.add((str(backend.device), backend.precision, backend.torchscript))
-            touched[id(it.job)] = it.job
-        for job in touched.values():
-            self._report_frames(job)
-            self._maybe_finish(job)
-
-    def _device_failed(self, live: List[WindowItem], cause: str) -> None:
-        jobs = {id(it.job): it.job for it in live}
-        healthy = self.predictor.gpu_healthy()
-        if not healthy:
-            self.log.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
-            self.predictor.primary = self.predictor.cpu_backend()
-            self.predictor.gpu_usable = False
-            jobs.update({id(j): j for j in self.jobs
-                         if j.announced and not j.finished and not j.on_cpu})
-        for job in jobs.values():
-            self.log.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
-            job.reset()
-            job.on_cpu = True
-            self._start_decoder(job, holding_slot=False)
-
     def _report_frames(self, job: Job) -> None:
         # The container's frame count is an estimate until the decoder has finished.
-        if job.report is not None:
-            total = job.report.frame_count
+        if job.windows_total is not None:
+            total = job.frame_count
         else:
             total = (job.info.expected_frames if job.info else None) or 0
         done = len(job.outputs) * win.STRIDE
@@ -399,23 +491,22 @@ class Engine:
         if job.finished:
             return
         self._announce(job)
+        self._restart(job)
         job.finished = True
-        job.generation += 1  # its decoder, if still running, stops at its next chunk
-        job.outputs.clear()
         self.failed += 1
         self.log.failed(job.index, len(self.jobs), job.name, cause)
 
     # -- results ---------------------------------------------------------------------
     def _write(self, job: Job) -> None:
-        report = job.report
-        n = report.frame_count
+        n = job.frame_count
+        timestamps = job.timestamps
         ordered = [job.outputs[k] for k in range(job.windows_total)]
         single = win.assemble([o[0] for o in ordered], n)
         many = win.assemble([o[1] for o in ordered], n)
         found = scenes_mod.predictions_to_scenes(single, self.config.threshold)
         info = job.info
-        fps = info.fps if info.fps > 0 else (n / report.timestamps[-1] if report.timestamps[-1] > 0 else 25.0)
-        rows = scenes_mod.scene_rows(found, report.timestamps, fps)
+        fps = info.fps if info.fps > 0 else (n / timestamps[-1] if timestamps[-1] > 0 else 25.0)
+        rows = scenes_mod.scene_rows(found, timestamps, fps)
         self.log.frames(job.index, len(self.jobs), n, n, final=True)
 
         devices = sorted({d for d, _, _ in job.backends})
@@ -428,8 +519,9 @@ class Engine:
                 "fps": fps, "frame_rate": info.fps_fraction,
                 "duration_s": info.duration,
                 "frame_count": n,
-                "decoded_span_s": report.timestamps[-1] + (1.0 / fps if fps > 0 else 0.0),
-                "decode_errors": report.error_count,
+                "decoded_span_s": timestamps[-1] + (1.0 / fps if fps > 0 else 0.0),
+                "decode_errors": job.error_count,
+                "decoded_in_segments": len(job.segments),
             },
             "threshold": self.config.threshold,
             "scene_count": len(found),
@@ -455,9 +547,9 @@ class Engine:
             },
         }
         results.write_results(job.paths, results.csv_text(scenes_mod.CSV_HEADER, rows), meta)
-        if report.error_count:
-            self.log.warning(f"{job.name}: {report.error_count} decoding error(s), concealed by the decoder "
-                             f"(first: {report.error_messages[0] if report.error_messages else '?'})")
+        if job.error_count:
+            self.log.warning(f"{job.name}: {job.error_count} decoding error(s), concealed by the decoder "
+                             f"(first: {job.error_messages[0] if job.error_messages else '?'})")
         self.log.success(job.index, len(self.jobs), job.name,
                          results.relative_name(job.paths.csv, self.root), len(found))
 
