@@ -182,11 +182,12 @@ def make_videos(folder: Path):
 def pure_decode(videos, workers):
     """Frames/s of the engine's decoder processes alone, splitting long videos
     into segments as the engine does, every frame copied out and dropped."""
-    from engine import SEGMENT_FRAMES, RING_FRAMES
+    from engine import SEGMENT_SECONDS, RING_FRAMES
     from decode_pool import DecodePool
     pool = DecodePool(workers, RING_FRAMES)
-    pending = [{"task_id": i, "path": str(v), "info": None, "segment_frames": SEGMENT_FRAMES,
+    pending = [{"task_id": i, "path": str(v), "info": None, "segment_seconds": SEGMENT_SECONDS,
                 "workers": workers} for i, v in enumerate(videos)]
+    started, spans = {}, []
     next_id, running, frames = len(videos), 0, 0
     start = time.perf_counter()
     try:
@@ -194,7 +195,9 @@ def pure_decode(videos, workers):
             for w in pool.assignable():
                 if not pending:
                     break
-                pool.submit(w, pending.pop(0))
+                task = pending.pop(0)
+                started[task["task_id"]] = (time.perf_counter(), Path(task["path"]).name, task.get("frames"))
+                pool.submit(w, task)
                 running += 1
             for w, msg in pool.messages(0.01):
                 if msg[0] == "chunk":
@@ -207,11 +210,45 @@ def pure_decode(videos, workers):
                         next_id += 1
                 elif msg[0] in ("done", "failed"):
                     running -= 1
+                    t0, name, n = started[msg[1]]
+                    spans.append((time.perf_counter() - t0, name, n, t0 - start))
                     if msg[0] == "failed":
                         print("decode failed:", msg)
     finally:
         pool.close()
-    return frames / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    print(f"pure decode with {workers} workers: {frames} frames in {wall:.1f} s; {len(spans)} tasks; slowest:")
+    for seconds, name, n, at in sorted(spans, reverse=True)[:6]:
+        print(f"  {name} ({n or 'first/whole'} frames) took {seconds:.1f} s, started at {at:.1f} s")
+    return frames / wall
+
+
+def decode_speeds(folder: Path):
+    """One decoder process per resolution and thread count, against plain ffmpeg."""
+    import subprocess
+    rows = []
+    for video in sorted(folder.iterdir()):
+        info = decoder.probe(video)
+        n = frame_count(video)
+        for threads in (1, 2, 4):
+            t = time.perf_counter()
+            reader = decoder.FrameReader(info, threads=threads)
+            while reader.read() is not None:
+                pass
+            reader.finish()
+            ours = n / (time.perf_counter() - t)
+            for filter_threads in (None, 4):
+                cmd = ["ffmpeg", "-v", "error", "-threads", str(threads), "-i", str(video)]
+                cmd += ["-filter_threads", str(filter_threads)] if filter_threads else []
+                cmd += ["-s", "48x27", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+                t = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True).stdout
+                rate = n / (time.perf_counter() - t)
+                rows.append([video.name, f"{info.width}x{info.height}", threads, f"{ours:,.0f}",
+                             filter_threads or "-", f"{rate:,.0f}", len(out) // 3888])
+                print(rows[-1], flush=True)
+    print(table(["video", "size", "decoder threads", "our reader frames/s", "ffmpeg -filter_threads",
+                 "plain ffmpeg frames/s", "frames"], rows))
 
 
 PACKAGE_RUN = r"""
@@ -238,6 +275,12 @@ def e2e_bench(workers_list, skip_package=False):
     print(f"made {len(videos)} videos, {total_frames} frames, in {time.perf_counter() - t:.0f} s", flush=True)
     rows = []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    speeds = work / "speeds"
+    speeds.mkdir()
+    for v in videos:
+        if v.name.startswith(("v03", "v07", "v09", "v10")):  # 1080p, 720p, 480p, 160x90
+            ffmpeg("-i", v, "-t", 20, "-c", "copy", speeds / v.name)
+    decode_speeds(speeds)
     for workers in workers_list:
         decode_rate = pure_decode(videos, workers)
         for precision_flag in (["--mixed-precision"], ["--no-mixed-precision"]):

@@ -61,6 +61,8 @@ def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, c
             info = decoder.probe(Path(task["path"]))
             segments = None
             target = task.get("segment_frames")
+            if not target and task.get("segment_seconds"):
+                target = decoder.segment_frames(info, task["segment_seconds"])
             if target and info.expected_frames and info.expected_frames >= 2 * target:
                 segments = decoder.plan_segments(info, target)
             conn.send(("start", task_id, asdict(info), segments))

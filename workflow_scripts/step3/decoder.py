@@ -335,6 +335,19 @@ def check_coverage(info: VideoInfo, timestamps: List[float], cause: str = "") ->
                           f"{info.duration:.1f} s ({len(timestamps)} frames){detail}")
 
 
+# Rough cost of one frame for one ffmpeg process: a fixed part, and a part that
+# grows with the picture (decoding, and the bicubic scaler's long filters).
+FRAME_COST_S = 1.5e-4
+PIXEL_COST_S = 3e-9
+MIN_SEGMENT_FRAMES = 1000
+
+
+def segment_frames(info: VideoInfo, seconds: float) -> int:
+    """Frames that take one decoder about ``seconds`` for this video."""
+    per_frame = FRAME_COST_S + PIXEL_COST_S * info.width * info.height
+    return max(MIN_SEGMENT_FRAMES, int(seconds / per_frame))
+
+
 def plan_segments(info: VideoInfo, target_frames: int, timeout: float = 120.0) -> Optional[List[dict]]:
     """Split a long video at keyframes into segments of about ``target_frames``.
 

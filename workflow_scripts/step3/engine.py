@@ -40,9 +40,12 @@ from progress import Reporter
 from settings import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# A long video is split into segments of about this many frames, decoded in
-# parallel (the environment variable lets tests split short clips).
-SEGMENT_FRAMES = int(os.environ.get("STEP3_SEGMENT_FRAMES", "9000"))
+# A video that takes a decoder longer than this is split into segments of about
+# this much decoding work, decoded in parallel (see decoder.segment_frames).
+# STEP3_SEGMENT_FRAMES fixes the segment length in frames instead (tests use it
+# to split short clips).
+SEGMENT_SECONDS = 4.0
+SEGMENT_FRAMES = int(os.environ.get("STEP3_SEGMENT_FRAMES", "0")) or None
 RING_FRAMES = 4096           # frames each decoder can run ahead (16 MB of shared memory)
 READY_WINDOWS_PER_BATCH = 4  # windows cut ahead of the model, in batches
 
@@ -268,9 +271,11 @@ class Engine:
             if not job.submitted:
                 # The first task probes the video and, for a long one, plans its segments.
                 job.submitted = True
+                split = job.allow_segments and self.config.num_workers > 1
                 self._submit(workers.pop(0), job, None, {
                     "info": None,
-                    "segment_frames": SEGMENT_FRAMES if job.allow_segments and self.config.num_workers > 1 else None,
+                    "segment_seconds": SEGMENT_SECONDS if split else None,
+                    "segment_frames": SEGMENT_FRAMES if split else None,
                 })
                 continue
             for i, seg in enumerate(job.segments):
