@@ -95,7 +95,7 @@ def test_same_probabilities_and_scenes_on_the_sample(eager, fast, sample_windows
 
 def test_batches_and_other_lengths_match_eager(eager, fast):
     generator = torch.Generator().manual_seed(0)
-    for shape in [(2, 100, 27, 48, 3), (1, 37, 27, 48, 3)]:
+    for shape in [(2, 40, 27, 48, 3), (1, 37, 27, 48, 3)]:
         x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
         with torch.no_grad():
             want = eager(x)
@@ -119,7 +119,7 @@ def test_weights_come_from_the_given_model(eager):
     changed.eval()
     with torch.no_grad():
         changed.SDDCNN[1].DDCNN[0].Conv3D_2.layers[0].weight.mul_(1.5)
-    x = torch.randint(0, 256, (1, 100, 27, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    x = torch.randint(0, 256, (1, 30, 27, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = changed(x)[0]
         got = build_cpu_model(changed)(x)[0]
