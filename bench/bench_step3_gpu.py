@@ -180,34 +180,41 @@ def make_videos(folder: Path):
 
 
 def pure_decode(videos, workers):
-    """Frames/s of the engine's decoder processes alone, splitting long videos
-    into segments as the engine does, every frame copied out and dropped."""
+    """Frames/s of the engine's decoder processes alone: the same plans (long
+    videos split into segments), the same longest-first order, every frame
+    copied out of the rings and dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import asdict
     from engine import SEGMENT_SECONDS, RING_FRAMES
     from decode_pool import DecodePool
-    pool = DecodePool(workers, RING_FRAMES)
-    pending = [{"task_id": i, "path": str(v), "info": None, "segment_seconds": SEGMENT_SECONDS,
-                "workers": workers} for i, v in enumerate(videos)]
-    started, spans = {}, []
-    next_id, running, frames = len(videos), 0, 0
     start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(2, min(8, workers * 2))) as probe:
+        plans = list(probe.map(lambda v: decoder.plan_video(v, SEGMENT_SECONDS), videos))
+    tasks = []
+    for info, segments in plans:
+        d = asdict(info)
+        d["path"] = str(d["path"])
+        for seg in segments:
+            seconds = decoder.decode_seconds(info, seg["frames"] if seg["frames"] is not None
+                                             else (info.expected_frames or 0) - seg["first"])
+            tasks.append((seconds, {"info": d, "start": seg["start"], "frames": seg["frames"], "workers": workers}))
+    tasks.sort(key=lambda t: -t[0])
+    pending = [dict(t, task_id=i) for i, (_, t) in enumerate(tasks)]
+    pool = DecodePool(workers, RING_FRAMES)
+    running, frames, started, spans = 0, 0, {}, []
     try:
         while pending or running:
             for w in pool.assignable():
                 if not pending:
                     break
                 task = pending.pop(0)
-                started[task["task_id"]] = (time.perf_counter(), Path(task["path"]).name, task.get("frames"))
+                started[task["task_id"]] = (time.perf_counter(), Path(task["info"]["path"]).name, task["frames"])
                 pool.submit(w, task)
                 running += 1
             for w, msg in pool.messages(0.01):
                 if msg[0] == "chunk":
                     w.take(msg[2], msg[3])
                     frames += msg[3]
-                elif msg[0] == "start" and msg[3]:
-                    for seg in msg[3][1:]:
-                        pending.append({"task_id": next_id, "path": msg[2]["path"], "info": msg[2],
-                                        "start": seg["start"], "frames": seg["frames"], "workers": workers})
-                        next_id += 1
                 elif msg[0] in ("done", "failed"):
                     running -= 1
                     t0, name, n = started[msg[1]]
@@ -219,7 +226,7 @@ def pure_decode(videos, workers):
     wall = time.perf_counter() - start
     print(f"pure decode with {workers} workers: {frames} frames in {wall:.1f} s; {len(spans)} tasks; slowest:")
     for seconds, name, n, at in sorted(spans, reverse=True)[:6]:
-        print(f"  {name} ({n or 'first/whole'} frames) took {seconds:.1f} s, started at {at:.1f} s")
+        print(f"  {name} ({n or 'whole'} frames) took {seconds:.1f} s, started at {at:.1f} s")
     return frames / wall
 
 

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -369,17 +370,23 @@ def test_a_decoder_process_that_dies_fails_its_video_only(tmp_path, media, sampl
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--input-dir", str(folder), "--log-dir",
                              str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True, env=env)
     out = []
+    reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+    reader.start()
     killed = None
-    for line in proc.stdout:
-        out.append(line)
-        if killed is None and line.startswith("PROCESSING_VIDEO: 2/3"):
-            # The decoder is the spawned Python child that runs ffmpeg.
-            for child in psutil.Process(proc.pid).children():
-                if child.name().startswith("python") and any(g.name() == "ffmpeg" for g in child.children()):
+    deadline = time.monotonic() + 240
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        # The decoder is the spawned Python child running ffmpeg on clip1.mp4.
+        for child in psutil.Process(proc.pid).children():
+            try:
+                if any("clip1.mp4" in " ".join(g.cmdline()) for g in child.children() if g.name() == "ffmpeg"):
                     killed = child.pid
                     child.kill()
                     break
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.02)
     proc.wait(timeout=300)
+    reader.join(timeout=10)
     text = "".join(out)
     assert killed is not None, text
     assert proc.returncode == 1, text

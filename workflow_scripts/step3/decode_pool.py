@@ -10,7 +10,6 @@ memory is bounded whatever the videos' lengths, and the model's process only
 copies 3.9 kB per frame out of the ring.
 
 Messages from a worker, in order, for one task:
-    ("start", task_id, info_dict)      the video was probed (first segment only)
     ("chunk", task_id, slot, frames)   frames are in ring slot ``slot``
     ("done", task_id, report_dict)     every frame of the task was sent
     ("failed", task_id, cause)         the task stopped; cause is one line
@@ -52,25 +51,12 @@ def _worker_main(worker_id: int, shm_name: str, slots: int, tasks, conn, free, c
 
 
 def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, cancel) -> int:
-    """Decode one task into the ring. A task without ``info`` is a video's first:
-    probe it, and when it is long, plan its segments and decode only the first."""
+    """Decode one task (a video, or a segment of one) into the ring."""
     task_id = task["task_id"]
     reader = None
     try:
-        if task.get("info") is None:
-            info = decoder.probe(Path(task["path"]))
-            segments = None
-            target = task.get("segment_frames")
-            if not target and task.get("segment_seconds"):
-                target = decoder.segment_frames(info, task["segment_seconds"])
-            if target and info.expected_frames and info.expected_frames >= 2 * target:
-                segments = decoder.plan_segments(info, target)
-            conn.send(("start", task_id, asdict(info), segments))
-            frames = segments[0]["frames"] if segments else None
-            start = None
-        else:
-            info = decoder.VideoInfo(**task["info"])
-            frames, start = task.get("frames"), task.get("start")
+        info = decoder.VideoInfo(**task["info"])
+        frames, start = task.get("frames"), task.get("start")
         threads = task.get("threads") or decoder.default_decoder_threads(info, task.get("workers", 1))
         reader = decoder.FrameReader(info, threads=threads, chunk=CHUNK_FRAMES, start=start, max_frames=frames)
         while True:

@@ -396,6 +396,24 @@ def plan_segments(info: VideoInfo, target_frames: int, timeout: float = 120.0) -
             for i, (a, b) in enumerate(zip(bounds, bounds[1:]))]
 
 
+def plan_video(path: Path, split_seconds: Optional[float] = None,
+               split_frames: Optional[int] = None) -> tuple:
+    """Probe a video and decide its decoding tasks: ``(info, segments)``, one
+    segment (the whole video) unless it is long enough to split."""
+    info = probe(path)
+    target = split_frames or (segment_frames(info, split_seconds) if split_seconds else None)
+    segments = None
+    if target and info.expected_frames and info.expected_frames >= 2 * target:
+        segments = plan_segments(info, target)
+    return info, segments or [{"start": None, "first": 0, "frames": None}]
+
+
+def decode_seconds(info: VideoInfo, frames: Optional[int]) -> float:
+    """Rough time one decoder needs for ``frames`` frames of this video."""
+    n = frames if frames is not None else (info.expected_frames or 0)
+    return n * (FRAME_COST_S + PIXEL_COST_S * info.width * info.height)
+
+
 def ffmpeg_version() -> str:
     try:
         out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=30).stdout

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,7 +81,7 @@ class Job:
     error_count: int = 0
     error_messages: List[str] = field(default_factory=list)
     announced: bool = False
-    submitted: bool = False
+    plan: object = None              # a Future of decoder.plan_video while probing
     finished: bool = False
     started_at: Optional[float] = None
     inference_seconds: float = 0.0
@@ -89,6 +90,12 @@ class Job:
     @property
     def frame_count(self) -> int:
         return len(self.timestamps)
+
+    def remaining_seconds(self) -> float:
+        """Estimated decoding time of the segments not yet handed to a decoder."""
+        return sum(decoder.decode_seconds(self.info, s.frames if s.frames is not None else
+                                          (self.info.expected_frames or 0) - s.first)
+                   for s in self.segments if s.task_id is None)
 
     def reset(self) -> None:
         """Forget everything decoded or predicted; the video starts over."""
@@ -103,7 +110,7 @@ class Job:
         self.outputs.clear()
         self.error_count = 0
         self.error_messages = []
-        self.submitted = False
+        self.plan = None
         self.inference_seconds = 0.0
         self.backends = set()
 
@@ -238,10 +245,17 @@ class Engine:
         self._batches: "queue.Queue" = queue.Queue()
         self._results: "queue.Queue" = queue.Queue()
         self._pool = DecodePool(self.config.num_workers, RING_FRAMES)
+        # Probing (and, for long videos, finding keyframes) runs ahead in threads:
+        # each is an ffprobe process, and decoders start as soon as a plan is known.
+        self._prober = ThreadPoolExecutor(max_workers=max(2, min(8, self.config.num_workers * 2)),
+                                          thread_name_prefix="probe")
+        for job in todo:
+            self._plan(job)
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         infer.start()
         try:
             while not all(job.finished for job in todo):
+                self._collect_plans()
                 self._assign_tasks()
                 busy = bool(self._ready) or self._in_flight > 0
                 for worker, message in self._pool.messages(0.002 if busy else 0.05):
@@ -257,31 +271,54 @@ class Engine:
         finally:
             self._batches.put(None)
             infer.join(timeout=60)
+            self._prober.shutdown(wait=False, cancel_futures=True)
             self._pool.close()
+
+    def _plan(self, job: Job) -> None:
+        split = job.allow_segments and self.config.num_workers > 1
+        job.plan = (job.generation, self._prober.submit(
+            decoder.plan_video, job.path, SEGMENT_SECONDS if split else None, SEGMENT_FRAMES if split else None))
+
+    def _collect_plans(self) -> None:
+        for job in self._todo:
+            if job.plan is None or not job.plan[1].done():
+                continue
+            generation, future = job.plan
+            job.plan = None
+            if generation != job.generation or job.finished:
+                continue
+            try:
+                info, planned = future.result()
+            except decoder.DecodeError as exc:
+                self._fail(job, str(exc))
+                continue
+            except Exception as exc:
+                self._fail(job, f"unexpected error while probing: {type(exc).__name__}: {exc}")
+                continue
+            job.info = info
+            job.segments = [Segment(p["start"], p["first"], p["frames"]) for p in planned]
+            self._announce(job)
 
     def _assign_tasks(self) -> None:
         workers = self._pool.assignable()
         if not workers:
             return
-        for job in self._todo:
-            if not workers:
-                return
-            if job.finished:
-                continue
-            if not job.submitted:
-                # The first task probes the video and, for a long one, plans its segments.
-                job.submitted = True
-                split = job.allow_segments and self.config.num_workers > 1
-                self._submit(workers.pop(0), job, None, {
-                    "info": None,
-                    "segment_seconds": SEGMENT_SECONDS if split else None,
-                    "segment_frames": SEGMENT_FRAMES if split else None,
-                })
-                continue
-            for i, seg in enumerate(job.segments):
-                if seg.task_id is None and workers:
-                    self._submit(workers.pop(0), job, i, {
-                        "info": self._info_dict(job), "start": seg.start, "frames": seg.frames})
+        # Longest remaining work first, so that no long video is left to finish
+        # alone at the end; within a video, segments go in order (they are read
+        # in order, and a later one would only wait in its decoder's ring).
+        ready = [j for j in self._todo if not j.finished and j.info is not None
+                 and any(s.task_id is None for s in j.segments)]
+        ready.sort(key=lambda j: -j.remaining_seconds())
+        while workers and ready:
+            job = ready[0]
+            i = next(k for k, s in enumerate(job.segments) if s.task_id is None)
+            seg = job.segments[i]
+            self._submit(workers.pop(0), job, i, {"info": self._info_dict(job), "start": seg.start,
+                                                  "frames": seg.frames})
+            if any(s.task_id is None for s in job.segments):
+                ready.sort(key=lambda j: -j.remaining_seconds())
+            else:
+                ready.pop(0)
 
     @staticmethod
     def _info_dict(job: Job) -> dict:
@@ -290,12 +327,11 @@ class Engine:
         d["path"] = str(d["path"])
         return d
 
-    def _submit(self, worker, job: Job, segment: Optional[int], extra: dict) -> None:
+    def _submit(self, worker, job: Job, segment: int, extra: dict) -> None:
         self._next_task += 1
         task_id = self._next_task
         self._tasks[task_id] = (job, job.generation, segment)
-        if segment is not None:
-            job.segments[segment].task_id = task_id
+        job.segments[segment].task_id = task_id
         threads = None if self.config.decoder_threads == "auto" else int(self.config.decoder_threads)
         self._pool.submit(worker, dict(extra, task_id=task_id, path=str(job.path), threads=threads,
                                        workers=self.config.num_workers))
@@ -316,17 +352,7 @@ class Engine:
         if not live:
             return
         job, _, seg_index = entry
-        if kind == "start":
-            job.info = decoder.VideoInfo(**message[2])
-            planned = message[3]
-            if planned:
-                job.segments = [Segment(p["start"], p["first"], p["frames"]) for p in planned]
-            else:
-                job.segments = [Segment(None, 0, None)]
-            job.segments[0].task_id = task_id
-            self._tasks[task_id] = (job, job.generation, 0)
-            self._announce(job)
-        elif kind == "done":
+        if kind == "done":
             job.segments[seg_index].report = message[2]
         elif kind == "failed":
             if message[2] != "cancelled":
@@ -381,7 +407,9 @@ class Engine:
             self._ready.append(Window(job, job.generation, job.windows_made, frames))
             job.windows_made += 1
 
-    def _restart(self, job: Job, allow_segments: bool = True, on_cpu: Optional[bool] = None) -> None:
+    def _restart(self, job: Job, allow_segments: bool = True, on_cpu: Optional[bool] = None,
+                 again: bool = True) -> None:
+        """Drop what the video has in flight; decode it again unless ``again`` is False."""
         for seg in job.segments:
             for worker, _, _ in seg.chunks:
                 worker.drop()
@@ -392,6 +420,8 @@ class Engine:
         if on_cpu is not None:
             job.on_cpu = on_cpu
         self._ready = [w for w in self._ready if w.job is not job]
+        if again:
+            self._plan(job)
 
     # -- batches and the inference thread ------------------------------------------
     def _send_batches(self) -> None:
@@ -453,7 +483,7 @@ class Engine:
             self.log.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
             self.predictor.primary = self.predictor.cpu_backend()
             self.predictor.gpu_usable = False
-            jobs = jobs + [j for j in self._todo if j.submitted and not j.finished and not j.on_cpu
+            jobs = jobs + [j for j in self._todo if j.announced and not j.finished and not j.on_cpu
                            and j not in jobs]
         for job in jobs:
             self.log.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
@@ -496,7 +526,7 @@ class Engine:
         if job.finished:
             return
         self._announce(job)
-        self._restart(job)
+        self._restart(job, again=False)
         job.finished = True
         self.failed += 1
         self.log.failed(job.index, len(self.jobs), job.name, cause)
