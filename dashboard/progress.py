@@ -87,6 +87,7 @@ class ProgressState:
     skipped: int = 0
     summary: dict | None = None
     names: dict = field(default_factory=dict)
+    partial: dict = field(default_factory=dict)  # index -> share of the item done
     finished: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     last_success: Outcome | None = None
@@ -113,6 +114,8 @@ class ProgressState:
                 self.item = self.names.get(index)
             self.item_done = _int(groups.get("done"))
             self.item_total = _int(groups.get("total"))
+            if self.index is not None and self.item_total:
+                self.partial[self.index] = min(1.0, max(0.0, (self.item_done or 0) / self.item_total))
         elif key in ("success", "failure", "skipped"):
             self._finish(key, index, groups)
         elif key == "summary":
@@ -150,9 +153,9 @@ class ProgressState:
         if not self.total:
             return
         done = len(self.finished)
-        partial = 0.0
-        if self.index is not None and self.index not in self.finished and self.item_total:
-            partial = min(1.0, max(0.0, (self.item_done or 0) / self.item_total))
+        # A step may work on several items at once (STEP3 decodes several videos
+        # in parallel): every unfinished item's share counts.
+        partial = sum(share for index, share in self.partial.items() if index not in self.finished)
         # Never backwards: an estimated frame total that grows must not make the bar jump back.
         self._fraction = max(self._fraction, min(1.0, (done + partial) / self.total))
 

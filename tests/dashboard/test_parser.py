@@ -132,6 +132,19 @@ def test_fraction_is_smooth_items_done_plus_the_current_item():
     assert (state.index, state.item, state.item_done, state.item_total) == (2, "b.mp4", 25, 100)
 
 
+def test_items_in_progress_at_once_all_count():
+    """STEP3 decodes several videos in parallel: their FRAMES lines interleave."""
+    state = ProgressState()
+    m = matcher()
+    for line in ["TOTAL_VIDEOS_TO_PROCESS: 4", "PROCESSING_VIDEO: 1/4: a.mp4", "PROCESSING_VIDEO: 2/4: b.mp4",
+                 "FRAMES: 1/4: 50/100", "FRAMES: 2/4: 20/100"]:
+        state.apply(*m.match(line))
+    assert state.fraction == pytest.approx((0.5 + 0.2) / 4)
+    state.apply(*m.match("SUCCESS: 2/4: b.mp4 -> b.csv (1 scene)"))
+    assert state.fraction == pytest.approx((1 + 0.5) / 4)
+    assert (state.index, state.item) == (2, "b.mp4")
+
+
 def test_frame_count_beyond_the_estimate_is_clamped():
     state = ProgressState()
     m = matcher()
