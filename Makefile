@@ -54,8 +54,11 @@ test-dashboard: setup
 test-gpu:
 	$(TN_PY) -m pytest tests/step3 -m gpu --run-gpu
 
+# Benchmarks (minutes; not part of the tests). GPU ones: bench/bench_step3_gpu.py on a GPU machine.
 bench: setup
 	$(TN_PY) bench/bench_step3_cpu.py
+	$(TN_PY) bench/bench_cpu_model.py
+	$(ENV_PY) bench/bench_dashboard.py
 
 clean-venvs:
 	rm -rf env transnet_env
