@@ -61,7 +61,7 @@ class Segment:
     report: Optional[dict] = None
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: jobs live in sets
 class Job:
     index: int
     path: Path
@@ -237,31 +237,36 @@ class Engine:
         from decode_pool import DecodePool
         import inference
         self._DeviceFailure = inference.DeviceFailure
-        self._todo = todo
         self._tasks: Dict[int, tuple] = {}  # task id -> (job, generation, segment index)
         self._next_task = 0
         self._ready: List[Window] = []
         self._in_flight = 0
         self._batches: "queue.Queue" = queue.Queue()
         self._results: "queue.Queue" = queue.Queue()
-        self._pool = DecodePool(self.config.num_workers, RING_FRAMES)
         # Probing (and, for long videos, finding keyframes) runs ahead in threads:
         # each is an ffprobe process, and decoders start as soon as a plan is known.
         self._prober = ThreadPoolExecutor(max_workers=max(2, min(8, self.config.num_workers * 2)),
                                           thread_name_prefix="probe")
-        for job in todo:
-            self._plan(job)
+        self._planning: set = set()   # jobs being probed
+        self._active: list = []       # jobs with a plan, not finished, in index order
+        self._unfinished = len(todo)
+        self._pool = None
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         infer.start()
         try:
-            while not all(job.finished for job in todo):
+            self._pool = DecodePool(self.config.num_workers, RING_FRAMES)
+            for job in todo:
+                self._plan(job)
+            while self._unfinished:
                 self._collect_plans()
                 self._assign_tasks()
                 busy = bool(self._ready) or self._in_flight > 0
                 for worker, message in self._pool.messages(0.002 if busy else 0.05):
                     self._on_message(worker, message)
-                for job in todo:
+                for job in self._active:
                     self._read_chunks(job)
+                if any(job.finished for job in self._active):
+                    self._active = [job for job in self._active if not job.finished]
                 self._collect_results()
                 self._send_batches()
                 for worker, task_id in self._pool.replace_dead():
@@ -272,17 +277,20 @@ class Engine:
             self._batches.put(None)
             infer.join(timeout=60)
             self._prober.shutdown(wait=False, cancel_futures=True)
-            self._pool.close()
+            if self._pool is not None:
+                self._pool.close()
 
     def _plan(self, job: Job) -> None:
         split = job.allow_segments and self.config.num_workers > 1
         job.plan = (job.generation, self._prober.submit(
             decoder.plan_video, job.path, SEGMENT_SECONDS if split else None, SEGMENT_FRAMES if split else None))
+        self._planning.add(job)
+        if job in self._active:
+            self._active.remove(job)
 
     def _collect_plans(self) -> None:
-        for job in self._todo:
-            if job.plan is None or not job.plan[1].done():
-                continue
+        for job in [j for j in self._planning if j.plan[1].done()]:
+            self._planning.discard(job)
             generation, future = job.plan
             job.plan = None
             if generation != job.generation or job.finished:
@@ -297,7 +305,8 @@ class Engine:
                 continue
             job.info = info
             job.segments = [Segment(p["start"], p["first"], p["frames"]) for p in planned]
-            self._announce(job)
+            self._active.append(job)
+            self._active.sort(key=lambda j: j.index)
 
     def _assign_tasks(self) -> None:
         workers = self._pool.assignable()
@@ -306,8 +315,7 @@ class Engine:
         # Longest remaining work first, so that no long video is left to finish
         # alone at the end; within a video, segments go in order (they are read
         # in order, and a later one would only wait in its decoder's ring).
-        ready = [j for j in self._todo if not j.finished and j.info is not None
-                 and any(s.task_id is None for s in j.segments)]
+        ready = [j for j in self._active if not j.finished and any(s.task_id is None for s in j.segments)]
         ready.sort(key=lambda j: -j.remaining_seconds())
         while workers and ready:
             job = ready[0]
@@ -332,6 +340,7 @@ class Engine:
         task_id = self._next_task
         self._tasks[task_id] = (job, job.generation, segment)
         job.segments[segment].task_id = task_id
+        self._announce(job)  # its decoding starts
         threads = None if self.config.decoder_threads == "auto" else int(self.config.decoder_threads)
         self._pool.submit(worker, dict(extra, task_id=task_id, path=str(job.path), threads=threads,
                                        workers=self.config.num_workers))
@@ -483,8 +492,7 @@ class Engine:
             self.log.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
             self.predictor.primary = self.predictor.cpu_backend()
             self.predictor.gpu_usable = False
-            jobs = jobs + [j for j in self._todo if j.announced and not j.finished and not j.on_cpu
-                           and j not in jobs]
+            jobs = jobs + [j for j in self._active if not j.finished and not j.on_cpu and j not in jobs]
         for job in jobs:
             self.log.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
             self._restart(job, on_cpu=True)
@@ -518,6 +526,7 @@ class Engine:
             self._fail(job, f"unexpected error while writing results: {type(exc).__name__}: {exc}")
             return
         job.finished = True
+        self._unfinished -= 1
         self.succeeded += 1
         if self._first_result_after is None:
             self._first_result_after = time.perf_counter() - self._run_started
@@ -528,6 +537,7 @@ class Engine:
         self._announce(job)
         self._restart(job, again=False)
         job.finished = True
+        self._unfinished -= 1
         self.failed += 1
         self.log.failed(job.index, len(self.jobs), job.name, cause)
 

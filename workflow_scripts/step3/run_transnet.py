@@ -48,6 +48,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130
+    except Exception as exc:  # a bug: say so in one line, keep the details on stderr
+        import traceback
+        traceback.print_exc()
+        reporter.error(f"internal error, run stopped: {type(exc).__name__}: {exc}")
+        return 1
     finally:
         reporter.close()
 
