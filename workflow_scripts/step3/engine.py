@@ -260,8 +260,15 @@ class Engine:
             while self._unfinished:
                 self._collect_plans()
                 self._assign_tasks()
-                busy = bool(self._ready) or self._in_flight > 0
-                for worker, message in self._pool.messages(0.002 if busy else 0.05):
+                # Model fully fed: sleep until it hands a batch back (no busy loop
+                # beside a CPU model that needs every core).
+                limit = READY_WINDOWS_PER_BATCH * self.predictor.batch_size
+                if self._in_flight >= 2 or (self._in_flight and len(self._ready) >= limit):
+                    self._collect_results(wait=0.05)
+                    timeout = 0.0
+                else:
+                    timeout = 0.002 if self._ready or self._in_flight else 0.05
+                for worker, message in self._pool.messages(timeout):
                     self._on_message(worker, message)
                 for job in self._active:
                     self._read_chunks(job)
@@ -461,12 +468,14 @@ class Engine:
             except BaseException as exc:  # handed to the main thread, which decides
                 self._results.put((batch, None, None, exc, 0.0))
 
-    def _collect_results(self) -> None:
+    def _collect_results(self, wait: float = 0.0) -> None:
         while True:
             try:
-                batch, probs, backend, error, seconds = self._results.get_nowait()
+                batch, probs, backend, error, seconds = self._results.get(timeout=wait) if wait \
+                    else self._results.get_nowait()
             except queue.Empty:
                 return
+            wait = 0.0
             self._in_flight -= 1
             live = [(i, w) for i, w in enumerate(batch) if w.generation == w.job.generation and not w.job.finished]
             jobs = {id(w.job): w.job for _, w in live}
