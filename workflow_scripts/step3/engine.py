@@ -223,7 +223,8 @@ class Engine:
             return EXIT_USAGE
         self.predictor = inference.Predictor(
             self.weights_path, self.config.device, self.config.mixed_precision, self.config.torchscript,
-            self.config.torchscript_auto_fallback, self.config.batch_size, self.config.cpu_threads, self.log)
+            self.config.torchscript_auto_fallback, self.config.batch_size, self.config.cpu_threads, self.log,
+            self.config.cpu_fast)
         try:
             self.predictor.load()
         except inference.WeightsError as exc:
@@ -491,7 +492,7 @@ class Engine:
             for i, w in live:
                 w.job.outputs[w.number] = probs[i]
                 w.job.inference_seconds += share
-                w.job.backends.add((str(backend.device), backend.precision, backend.torchscript))
+                w.job.backends.add((str(backend.device), backend.precision, backend.kind))
             for job in jobs.values():
                 self._report_frames(job)
                 self._maybe_finish(job)
@@ -588,7 +589,8 @@ class Engine:
             },
             "device": devices[0] if len(devices) == 1 else devices,
             "precision": precisions[0] if len(precisions) == 1 else precisions,
-            "torchscript": all(ts for _, _, ts in job.backends),
+            "torchscript": all(kind == "torchscript" for _, _, kind in job.backends),
+            "implementation": sorted({kind for _, _, kind in job.backends}),
             "timings": {
                 "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "wall_s": round(time.perf_counter() - (job.started_at or time.perf_counter()), 3),
