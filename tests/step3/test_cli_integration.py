@@ -393,3 +393,19 @@ def test_a_decoder_process_that_dies_fails_its_video_only(tmp_path, media, sampl
     failed = [ln for ln in text.splitlines() if ln.startswith("FAILED:")]
     assert len(failed) == 1 and "decoder process died" in failed[0], text
     assert "SUMMARY: 2/3 succeeded, 1 failed, 0 skipped" in text
+
+
+def test_fast_cpu_kernels_and_the_eager_model_agree(tmp_path, media):
+    for folder in ("fast", "eager"):
+        copy_to(media["cuts"], tmp_path / folder, "cuts.mp4")
+    fast = run_step3("--input-dir", tmp_path / "fast", "--log-dir", tmp_path / "logs")
+    eager = run_step3("--input-dir", tmp_path / "eager", "--log-dir", tmp_path / "logs", "--no-cpu-fast")
+    assert fast.returncode == eager.returncode == 0
+    assert "batch 1, Winograd CPU kernels" in fast.stdout
+    assert "batch 1, eager" in eager.stdout
+    a = load_json(tmp_path / "fast" / "cuts.scenes.json")
+    b = load_json(tmp_path / "eager" / "cuts.scenes.json")
+    assert a["implementation"] == ["winograd"] and b["implementation"] == ["eager"]
+    for head in ("single_frame", "all_frames"):
+        assert np.abs(np.array(a["predictions"][head]) - np.array(b["predictions"][head])).max() <= 1e-5
+    assert (tmp_path / "fast" / "cuts.csv").read_text() == (tmp_path / "eager" / "cuts.csv").read_text()
