@@ -9,7 +9,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since version 1: (name, declaration), applied to older files.
+_ADDED = (("failures", "TEXT"), ("last_success", "TEXT"))
+JSON_COLUMNS = ("argv", "failures", "last_success")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -33,7 +36,9 @@ CREATE TABLE IF NOT EXISTS runs (
     argv TEXT,
     pid INTEGER,
     pid_started_at REAL,
-    updated_at REAL
+    updated_at REAL,
+    failures TEXT,
+    last_success TEXT
 );
 CREATE TABLE IF NOT EXISTS sequences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,7 +55,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 COLUMNS = (
     "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
     "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
-    "log_path", "argv", "pid", "pid_started_at", "updated_at",
+    "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success",
 )
 _UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at"}
 
@@ -69,6 +74,10 @@ class RunStore:
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: written by a newer dashboard (schema {version} > {SCHEMA_VERSION})")
             self._db.executescript(_SCHEMA)
+            present = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
+            for name, declaration in _ADDED:
+                if name not in present:  # a file from an older dashboard
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {declaration}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
@@ -84,8 +93,9 @@ class RunStore:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
-        if "argv" in fields and fields["argv"] is not None:
-            fields["argv"] = json.dumps(fields["argv"])
+        for name in JSON_COLUMNS:
+            if fields.get(name) is not None:
+                fields[name] = json.dumps(fields[name])
         assignments = ", ".join(f"{name} = ?" for name in fields)
         with self._lock:
             self._db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
@@ -150,9 +160,10 @@ class RunStore:
 
 def _as_dict(row: sqlite3.Row) -> dict:
     data = dict(row)
-    if data.get("argv"):
-        try:
-            data["argv"] = json.loads(data["argv"])
-        except ValueError:
-            pass
+    for name in JSON_COLUMNS:
+        if data.get(name):
+            try:
+                data[name] = json.loads(data[name])
+            except ValueError:
+                data[name] = None
     return data

@@ -44,6 +44,20 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def tagged(name: str, value: str) -> list[psutil.Process]:
+    """Live processes whose environment has ``name=value`` (only our own user's
+    environments are readable, which are the only ones we could signal)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(name) == value \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def started_at(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()

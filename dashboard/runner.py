@@ -38,6 +38,8 @@ REASON_INTERRUPTED = "interrupted: the server stopped while it ran"
 DASHBOARD_PREFIX = "[dashboard] "
 # Environment variables a step must never see (the dashboard's own secret).
 PRIVATE_ENV = ("DASHBOARD_TOKEN",)
+RUN_TAG_ENV = "DASHBOARD_RUN_TAG"
+_INSTANCE = os.urandom(6).hex()
 
 
 class RunStatus(str, Enum):
@@ -86,6 +88,7 @@ class Run:
 
     LAST_LINES = 10
     LINE_PREVIEW = 400
+    FAILURES_SHOWN = 5
 
     def __init__(self, run_id: int, step: Step, started_at: float, trigger: str, sequence_id, log_rel: str):
         self.id = run_id
@@ -150,7 +153,7 @@ class Run:
                 "failed": p.failed,
                 "skipped": p.skipped,
                 "last_success": None if p.last_success is None else vars(p.last_success),
-                "failures": [vars(f) for f in p.failures[-5:]],
+                "failures": [vars(f) for f in p.failures[-self.FAILURES_SHOWN:]],
                 "lines": self.lines,
                 "last_lines": list(self.last_lines),
                 "log": self.log_rel,
@@ -259,8 +262,15 @@ class Runner:
         log_rel = f"{step.id}/run_{run_id:05d}_{stamp}.log"
         run = Run(run_id, step, started, trigger, sequence_id, log_rel)
         log_path = self.logs_dir / log_rel
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "a", encoding="utf-8", errors="replace", newline="\n", buffering=1 << 16)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = open(log_path, "a", encoding="utf-8", errors="replace", newline="\n", buffering=1 << 16)
+        except OSError as exc:
+            # Not started: the history must say so, not keep a run "running" forever.
+            reason = f"could not start: cannot open its log file {log_rel}: {exc.strerror or exc}"
+            self._record_end(run, RunStatus.FAILED, None, reason)
+            self.log.error("run %s of %s %s", run_id, step.id, reason)
+            return run
 
         values = {
             "root": str(self.registry.root),
@@ -314,6 +324,9 @@ class Runner:
         env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         env["DASHBOARD_RUN_ID"] = str(run_id)
+        # Unique to this run whatever the database: how its processes are found
+        # once they have left its process group and lost their parent.
+        env[RUN_TAG_ENV] = _run_tag(run_id)
         return env
 
     # ---- cancel ------------------------------------------------------------
@@ -329,6 +342,8 @@ class Runner:
         with run.lock:
             if run.reaped or run.status.finished:
                 return
+            if not interrupt and run.pid is not None and procs.exited(run.pid):
+                return  # it has ended on its own: its outcome is its exit code, not a cancel
             if interrupt:
                 run.interrupting = True
             if run.cancel_requested_at is not None:
@@ -433,7 +448,10 @@ class Runner:
             self._end(run, status, proc.returncode, reason)
 
     def _note_escapees(self, run: Run) -> None:
-        found = _escaped_descendants(run.pid)
+        self._note(run, _escaped_descendants(run.pid))
+
+    @staticmethod
+    def _note(run: Run, found: list) -> None:
         with run.lock:
             known = {p.pid for p in run.escapees}
             run.escapees.extend(p for p in found if p.pid not in known)
@@ -441,6 +459,9 @@ class Runner:
     def _end_strays(self, run: Run, grace: float) -> float | None:
         """The child has exited: end whatever it left running, in its group or noted as escaped."""
         strays = procs.group_members(run.pid)
+        # Daemons that left the group and whose parent is gone: found by the run's tag.
+        self._note(run, [p for p in procs.tagged(RUN_TAG_ENV, _run_tag(run.id))
+                         if p.pid != run.pid and p.pid not in {s.pid for s in strays}])
         with run.lock:
             escaped = [p for p in run.escapees if _running(p)]
         if not strays and not escaped:
@@ -543,7 +564,9 @@ class Runner:
             p = run.progress
             fields = dict(status=status.value, ended_at=ended, return_code=returncode, reason=reason,
                           total=p.total, succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
-                          fraction=p.fraction, current_item=p.item, lines=run.lines, updated_at=ended)
+                          fraction=p.fraction, current_item=p.item, lines=run.lines, updated_at=ended,
+                          failures=[vars(f) for f in p.failures[-Run.FAILURES_SHOWN:]],
+                          last_success=None if p.last_success is None else vars(p.last_success))
         self._store_update(run, fields)
         self.log.info("run %s of %s ended: %s (%s)", run.id, run.step.id, status.value, reason)
 
@@ -585,6 +608,10 @@ class Runner:
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _run_tag(run_id: int) -> str:
+    return f"{_INSTANCE}-{run_id}"
 
 
 def _wait_exit_nowait(pid: int, timeout: float) -> None:

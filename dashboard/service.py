@@ -49,6 +49,11 @@ class Dashboard:
         self.registry: Registry = load_registry(Path(workflow_path), self.root)
         for problem in self.registry.problems + [p for s in self.registry.steps for p in s.problems]:
             self.log.error("config: %s", problem)
+        for step in self.registry.steps:
+            # What the file alone cannot tell: a missing script, venv or folder.
+            for problem in self.registry.readiness(step)[0]:
+                if problem not in step.problems:
+                    self.log.error("step %s cannot start: %s", step.id, problem)
         self.store = RunStore(Path(db_path))
         self.bus = EventBus()
         self.runner = Runner(self.registry, self.store, self.logs_dir, self.projects_dir, self.bus, self.log)
@@ -161,8 +166,8 @@ class Dashboard:
             "succeeded": row["succeeded"],
             "failed": row["failed"],
             "skipped": row["skipped"],
-            "last_success": None,
-            "failures": [],
+            "last_success": row.get("last_success"),
+            "failures": row.get("failures") or [],
             "lines": row["lines"],
             "last_lines": self._last_lines(row["log_path"]) if with_lines else [],
             "log": row["log_path"],

@@ -1,7 +1,10 @@
 """CPU, memory, disk and GPU figures for the system panel.
 
-nvidia-smi is asked at most every few seconds (it takes tens of milliseconds
-and every open page wants the figures).
+nvidia-smi is asked at most every few seconds, and never on the caller's
+thread: it takes tens of milliseconds when the card is idle and can take
+seconds when it is busy, which is exactly when STEP3 runs, and an event
+stream waiting for it would hold back the progress events behind it. Its
+figures come from the last answer; a background thread fetches the next.
 """
 import os
 import shutil
@@ -45,17 +48,44 @@ class SystemSampler:
         self._lock = threading.Lock()
         self._cached = None
         self._at = 0.0
+        self._gpu = {"gpus": [], "gpu_error": None}
+        self._gpu_asking = False
         psutil.cpu_percent(interval=None)  # the first reading is meaningless: take it now
+        self._ask_gpu()  # so that the first page already has an answer
 
     def sample(self) -> dict:
+        """The latest figures; returns at once (the GPU part may be a few seconds old)."""
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._at >= self.ttl:
-                self._cached = self._measure()
+                self._cached = dict(self._measure_host(), **self._gpu)
                 self._at = now
+                self._ask_gpu()
             return self._cached
 
-    def _measure(self) -> dict:
+    def _ask_gpu(self) -> None:
+        if not self.nvidia_smi or self._gpu_asking:
+            return
+        self._gpu_asking = True
+        threading.Thread(target=self._gpu_answer, name="nvidia-smi", daemon=True).start()
+
+    def _gpu_answer(self) -> None:
+        data = {"gpus": [], "gpu_error": None}
+        try:
+            out = subprocess.run([self.nvidia_smi, *GPU_QUERY], capture_output=True, text=True, timeout=10)
+            if out.returncode == 0:
+                data["gpus"] = parse_nvidia_smi(out.stdout)
+            else:
+                data["gpu_error"] = f"nvidia-smi: exit code {out.returncode}: {out.stderr.strip()[:200]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            data["gpu_error"] = f"nvidia-smi: {exc}"
+        with self._lock:
+            self._gpu = data
+            self._gpu_asking = False
+            if self._cached is not None:
+                self._cached = dict(self._cached, **data)
+
+    def _measure_host(self) -> dict:
         mem = psutil.virtual_memory()
         data = {
             "time": time.time(),
@@ -66,21 +96,10 @@ class SystemSampler:
             "memory_total": mem.total,
             "memory_percent": mem.percent,
             "disk": None,
-            "gpus": [],
-            "gpu_error": None,
         }
         try:
             disk = shutil.disk_usage(self.disk_path)
             data["disk"] = {"path": self.disk_path, "free": disk.free, "total": disk.total}
         except OSError:
             pass
-        if self.nvidia_smi:
-            try:
-                out = subprocess.run([self.nvidia_smi, *GPU_QUERY], capture_output=True, text=True, timeout=3)
-                if out.returncode == 0:
-                    data["gpus"] = parse_nvidia_smi(out.stdout)
-                else:
-                    data["gpu_error"] = f"nvidia-smi: exit code {out.returncode}: {out.stderr.strip()[:200]}"
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                data["gpu_error"] = f"nvidia-smi: {exc}"
         return data

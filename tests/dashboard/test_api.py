@@ -149,6 +149,55 @@ def test_missing_venv_is_a_422_with_the_command_that_creates_it(make_app, paths)
     assert "ghost_env/bin/python not found" in body["problems"][0]
 
 
+def test_problems_only_the_disk_can_tell_are_in_the_app_log_at_start_up(make_app, paths):
+    from dash_support import write_workflow
+    write_workflow(paths["workflow"], [dict(step("gone", "progress.py"), script="tests/dashboard/steps/nope.py"),
+                                       step("v", "progress.py", venv="ghost_env")],
+                   {"env": {}, "ghost_env": {"setup": "make setup"}})
+    make_app(None)
+    text = (paths["logs"] / "app.log").read_text()
+    assert "step gone cannot start: script tests/dashboard/steps/nope.py does not exist" in text
+    assert "step v cannot start: virtualenv ghost_env/ is missing" in text
+
+
+def test_a_restarted_server_still_shows_the_last_run_s_failures(make_app):
+    app = make_app([step("p", "progress.py", "--items", "3", "--fail", "2")])
+    client = app.test_client()
+    run_id = client.post("/api/steps/p/run").get_json()["run_id"]
+    app.extensions["dashboard"].runner.latest("p").done.wait(20)
+    app.extensions["dashboard"].close()
+    again = make_app(None).test_client()  # a new server on the same database
+    run = again.get("/api/steps/p").get_json()["run"]
+    assert run["id"] == run_id and run["failed"] == 1
+    assert [f["item"] for f in run["failures"]] == ["demo/video 2.mp4"]
+    assert run["last_success"]["item"] == "demo/video 3.mp4"
+
+
+def test_a_history_file_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    import sqlite3
+    from dashboard.history import RunStore
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, step_id TEXT NOT NULL,
+        status TEXT NOT NULL, trigger TEXT NOT NULL DEFAULT 'user', sequence_id INTEGER,
+        started_at REAL NOT NULL, ended_at REAL, return_code INTEGER, reason TEXT, total INTEGER,
+        succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0, fraction REAL, current_item TEXT,
+        lines INTEGER NOT NULL DEFAULT 0, log_path TEXT, argv TEXT, pid INTEGER,
+        pid_started_at REAL, updated_at REAL);
+        INSERT INTO runs (step_id, status, started_at) VALUES ('step3', 'succeeded', 1.0);
+        PRAGMA user_version=1;""")
+    db.close()
+    store = RunStore(path)
+    try:
+        old = store.get(1)
+        assert old["status"] == "succeeded" and old["failures"] is None
+        store.update(1, failures=[{"index": 1, "item": "a.mp4", "detail": "broken"}])
+        assert store.get(1)["failures"] == [{"index": 1, "item": "a.mp4", "detail": "broken"}]
+    finally:
+        store.close()
+
+
 def test_history_lists_runs_newest_first_with_filters(client):
     ids = []
     for sid in ("progress", "fail", "progress"):
@@ -301,3 +350,22 @@ def test_nvidia_smi_output_is_parsed():
     assert gpus[0] == {"name": "NVIDIA H100 80GB HBM3", "utilization": 37.0, "memory_used_mib": 1024.0,
                        "memory_total_mib": 81559.0}
     assert gpus[1]["name"] == "NVIDIA GeForce RTX 3090, Ti" and gpus[1]["utilization"] is None
+
+
+def test_a_slow_nvidia_smi_never_holds_up_a_caller(tmp_path):
+    """The sampler answers at once; the GPU figures follow when nvidia-smi does."""
+    import time
+    from dashboard.system import SystemSampler
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nsleep 1.5\necho 'Fake GPU, 55, 2048, 81559'\n")
+    fake.chmod(0o755)
+    sampler = SystemSampler(tmp_path, nvidia_smi=str(fake), ttl=0.0)
+    started = time.monotonic()
+    first = sampler.sample()
+    assert time.monotonic() - started < 1.0  # well under the fake's 1.5 s
+    assert first["gpus"] == [] and first["memory_total"] > 0
+    deadline = time.monotonic() + 20
+    while not sampler.sample()["gpus"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sampler.sample()["gpus"] == [{"name": "Fake GPU", "utilization": 55.0, "memory_used_mib": 2048.0,
+                                         "memory_total_mib": 81559.0}]

@@ -152,6 +152,36 @@ def test_awkward_bytes_from_a_real_child(make_runner):
     assert "\x1b" not in log_text(runner, run)
 
 
+def test_a_daemon_whose_parent_exits_at_once_is_still_ended(make_runner):
+    """It left the group and was orphaned before any look at the process tree:
+    the run's tag in its environment gives it away."""
+    runner = make_runner(step("d", "grandchild.py", "--escape", "--exit"))
+    run = runner.launch("d")
+    snap = finish(run)
+    daemon = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
+    assert snap["status"] == "succeeded"
+    wait_for(lambda: not _alive(daemon), timeout=5, message="the orphaned daemon to end")
+
+
+def test_a_log_file_that_cannot_be_opened_fails_the_run_instead_of_leaving_it_running(make_runner):
+    runner = make_runner(step("p", "progress.py", "--items", "1"))
+    runner.logs_dir.mkdir(parents=True)
+    (runner.logs_dir / "p").write_text("a file where the step's log folder should be")
+    run = runner.launch("p")
+    snap = finish(run)
+    assert snap["status"] == "failed" and snap["reason"].startswith("could not start: cannot open its log file")
+    assert runner.store.get(run.id)["status"] == "failed"
+    assert runner.active("p") is None
+
+
+def test_failures_and_the_last_success_are_kept_in_the_history(make_runner):
+    runner = make_runner(step("p", "progress.py", "--items", "3", "--fail", "2"))
+    snap = finish(runner.launch("p"))
+    row = runner.store.get(snap["id"])
+    assert row["failures"] == snap["failures"] and row["failures"][0]["item"] == "demo/video 2.mp4"
+    assert row["last_success"] == snap["last_success"] and row["last_success"]["index"] == 3
+
+
 def test_argv_and_environment_reach_the_step_untouched(make_runner, monkeypatch, tmp_path):
     monkeypatch.setenv("DASHBOARD_TOKEN", "a-secret-that-steps-must-not-see")
     tricky = "$(touch pwned); rm -rf / `id` 'quoted' \"double\" ; | &"

@@ -59,7 +59,8 @@ def batch(tmp_path_factory, sample_video, media):
     (root / "notes.txt").write_text("not a video")
     logs = tmp_path_factory.mktemp("logs")
     proc = run_step3("--input-dir", root, "--log-dir", logs)
-    return {"root": root, "logs": logs, "proc": proc}
+    # Later tests run again on the same folder, with logs of their own.
+    return {"root": root, "logs": logs, "proc": proc, "log_files": sorted(logs.glob("transnet_*.log"))}
 
 
 def test_batch_exit_code_and_summary(batch):
@@ -137,7 +138,7 @@ def _tc(seconds):
 
 
 def test_log_file_holds_the_same_lines(batch):
-    logs = list(batch["logs"].glob("transnet_*.log"))
+    logs = batch["log_files"]
     assert len(logs) == 1
     assert re.fullmatch(r"transnet_\d{8}_\d{6}\.log", logs[0].name)
     assert logs[0].read_text().splitlines() == batch["proc"].stdout.splitlines()
@@ -343,6 +344,37 @@ def test_unreadable_file_and_unwritable_folder(tmp_path, media):
     succeeded = lines(proc, "SUCCESS:")
     assert len(succeeded) == 1 and succeeded[0].startswith("SUCCESS: 1/3: ok/fine.mp4 -> ok/fine.csv (")
     assert sorted(p.name for p in (root / "readonly").iterdir()) == ["locked.mp4"]
+
+
+def test_unreadable_folders(tmp_path, media):
+    root = tmp_path / "p"
+    copy_to(media["short"], root / "open", "fine.mp4")
+    copy_to(media["short"], root / "closed", "hidden.mp4")
+    (root / "closed").chmod(0o000)
+    try:
+        proc = run_step3("--input-dir", root, "--log-dir", tmp_path / "logs", obey_permissions=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert lines(proc, "WARNING:") == ["WARNING: closed: folder skipped, cannot read it: Permission denied"]
+        assert lines(proc, "SUMMARY:") == ["SUMMARY: 1/1 succeeded, 0 failed, 0 skipped"]
+        root.chmod(0o000)
+        proc = run_step3("--input-dir", root, "--log-dir", tmp_path / "logs", obey_permissions=True)
+        assert proc.returncode == 2
+        assert lines(proc, "ERROR:") == [f"ERROR: cannot read the input folder {root}: Permission denied"]
+    finally:
+        root.chmod(0o755)
+        (root / "closed").chmod(0o755)
+
+
+def test_a_video_replaced_by_a_broken_file_loses_its_old_results(tmp_path, media):
+    clip = copy_to(media["short"], tmp_path / "p", "clip.mp4")
+    assert run_step3("--input-dir", tmp_path / "p", "--log-dir", tmp_path / "logs").returncode == 0
+    assert clip.with_suffix(".csv").exists()
+    clip.write_bytes(clip.read_bytes()[:2000])  # the same name, now a broken file
+    proc = run_step3("--input-dir", tmp_path / "p", "--log-dir", tmp_path / "logs")
+    assert proc.returncode == 1
+    assert len(lines(proc, "FAILED: 1/1: clip.mp4: ")) == 1
+    assert any("removed the results of an earlier version" in ln for ln in lines(proc, "WARNING:"))
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["clip.mp4"]
 
 
 def test_long_video_decoded_in_parallel_segments_gives_identical_results(tmp_path, sample_video):

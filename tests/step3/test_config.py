@@ -39,6 +39,12 @@ def test_every_key_has_a_flag():
     assert {f.name for f in fields(Config)} <= dests
 
 
+def test_command_line_values_are_read_as_their_json_types():
+    c = load_config(["--batch-size", "4", "--num-workers", "auto", "--decoder-threads", "2",
+                     "--extensions", "mp4,.MPG"], environ={})
+    assert (c.batch_size, c.num_workers, c.decoder_threads, c.extensions) == (4, "auto", 2, [".mp4", ".mpg"])
+
+
 def test_dry_run_from_environment_and_cli_override():
     assert load_config([], environ={"DRY_RUN": "1"}).dry_run is True
     assert load_config(["--no-dry-run"], environ={"DRY_RUN": "1"}).dry_run is False
@@ -49,7 +55,9 @@ def test_dry_run_from_environment_and_cli_override():
     ({"threshold": "high"}, "'threshold' must be a number between 0 and 1, got 'high'"),
     ({"threshold": 1.5}, "'threshold' must be between 0 and 1 (exclusive), got 1.5"),
     ({"num_workers": 0}, "'num_workers' must be between 1 and 64, got 0"),
-    ({"num_workers": 2.5}, "'num_workers' must be an integer, got 2.5"),
+    ({"num_workers": 2.5}, "'num_workers' must be an integer >= 1 or \"auto\", got 2.5"),
+    ({"batch_size": "4"}, "'batch_size' must be an integer >= 1 or \"auto\", got '4'"),
+    ({"extensions": ".mp4,.mov"}, "'extensions' must be a non-empty list of extensions"),
     ({"batch_size": -1}, "'batch_size' must be between 1 and 4096, got -1"),
     ({"torchscript": "yes"}, "'torchscript' must be true or false, got 'yes'"),
     ({"device": "tpu"}, "'device' must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got 'tpu'"),
@@ -66,6 +74,8 @@ def test_bad_config_file(tmp_path, data, message):
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "abc"], "invalid float value: 'abc'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--thresh", "0.3"], "unrecognized arguments: --thresh"),  # no abbreviations
+    (["--num-workers", "many"], "'num_workers' must be an integer >= 1 or \"auto\", got 'many'"),
     (["--batch-size", "0"], "'batch_size' must be between 1 and 4096, got 0"),
 ])
 def test_bad_command_line_exits_2_with_one_line(args, message, tmp_path):

@@ -99,6 +99,6 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_output(weights_path, 
     halvings = [ln for ln in log.getvalue().splitlines() if "CUDA out of memory: batch size halved" in ln]
     print(f"{len(halvings)} halvings, batch now {predictor.batch_size}")
     assert halvings and predictor.batch_size < 4096
-    predictor.batch_size = 8
+    predictor.primary.batch = 8
     small, _ = predictor.run(windows)
     assert np.abs(probs[: len(windows)] - small).max() <= 1e-3

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import progress
 from conftest import REPO
 from progress import Reporter
 
@@ -72,7 +73,9 @@ def test_reporter_prints_lines_the_patterns_read():
     assert match("summary", got[6]).group("failed") == "1"
 
 
-def test_frames_lines_are_throttled_but_final_always_prints():
+def test_frames_lines_are_throttled_but_final_always_prints(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     out = io.StringIO()
     r = Reporter(stream=out)
     for done in range(0, 1001, 1):
@@ -80,10 +83,23 @@ def test_frames_lines_are_throttled_but_final_always_prints():
     r.frames(1, 1, 10000, 10000, final=True)
     lines = out.getvalue().splitlines()
     done = [int(ln.split(": ")[2].split("/")[0]) for ln in lines]
-    # 1001 calls covering 10 % of the video within a second: one line per 2 %, plus the final one.
+    # 1001 calls covering 10 % of the video within no time: one line per 2 %, plus the final one.
     assert len(lines) == 6
     assert all(b - a >= 199 for a, b in zip(done, done[1:]))
     assert lines[-1] == "FRAMES: 1/1: 10000/10000"
+
+
+def test_a_slow_item_still_reports_every_second(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    r = Reporter(stream=out)
+    for done in range(0, 100, 10):  # 0.1 % of the video per call, 0.5 s apart
+        r.frames(1, 1, done, 100000)
+        clock[0] += 0.5
+    lines = out.getvalue().splitlines()
+    assert lines == ["FRAMES: 1/1: 0/100000", "FRAMES: 1/1: 20/100000", "FRAMES: 1/1: 40/100000",
+                     "FRAMES: 1/1: 60/100000", "FRAMES: 1/1: 80/100000"]
 
 
 def test_names_with_newlines_cannot_break_the_one_event_per_line_rule():

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import results
 
 
@@ -20,6 +22,32 @@ def test_result_names_use_the_stem_unless_two_videos_share_it(tmp_path):
     pa, pb = results.result_paths(a_mp4, siblings), results.result_paths(a_mov, siblings)
     assert pa.csv.name == "a.mp4.csv" and pb.csv.name == "a.mov.csv"
     assert pa.json.name == "a.mp4.scenes.json" and pb.json.name == "a.mov.scenes.json"
+
+
+def test_a_whole_name_equal_to_another_stem_does_not_clash(tmp_path):
+    videos = [touch(tmp_path / n) for n in ("a.mp4", "a.mov", "a.mp4.mkv", "a.mp4.mkv.avi", "b.mp4")]
+    names = [results.result_paths(v, videos).csv.name for v in videos]
+    assert len(set(names)) == len(names), names
+    assert names[-1] == "b.csv"
+    jsons = [results.result_paths(v, videos).json.name for v in videos]
+    assert len(set(jsons)) == len(jsons)
+
+
+def test_stale_results_of_a_replaced_video_are_removed_valid_ones_kept(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    assert results.remove_stale_results(video, paths) == []  # still describe the video
+    assert paths.csv.exists() and paths.json.exists()
+    video.write_bytes(b"a different, broken file")
+    assert results.remove_stale_results(video, paths) == [paths.csv, paths.json]
+    assert not paths.csv.exists() and not paths.json.exists()
+
+
+def test_a_csv_someone_edited_is_not_removed_with_the_stale_json(tmp_path):
+    video, paths = complete_pair(tmp_path)
+    paths.csv.write_text("my own notes\n")
+    video.write_bytes(b"changed")
+    assert results.remove_stale_results(video, paths) == [paths.json]
+    assert paths.csv.read_text() == "my own notes\n"
 
 
 def test_find_videos_recursive_case_insensitive_sorted(tmp_path):
@@ -82,10 +110,8 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "replace", broken_replace)
-    try:
+    with pytest.raises(OSError, match="No space left on device"):
         results.write_atomic(target, b"new")
-    except OSError:
-        pass
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
 

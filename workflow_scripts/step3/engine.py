@@ -37,6 +37,7 @@ import results
 import scenes as scenes_mod
 import windows as win
 from assets import AssetError, default_weights_path
+from decode_pool import cpu_count
 from progress import Reporter
 from settings import Config
 
@@ -123,8 +124,21 @@ class Window:
     frames: np.ndarray
 
 
-def plan_jobs(config: Config, root: Path) -> List[Job]:
-    videos = results.find_videos(root, config.extensions)
+def decoder_processes(requested, model_device: str) -> int:
+    """How many decoders: the number asked for, or for "auto" 1 beside a CPU
+    model (the model is the bottleneck and needs the cores) and one per core
+    but one beside a GPU model (the model waits for the decoders, and one
+    thread per process decodes more frames per core than threads do: see
+    bench/RESULTS.md, decoder threads)."""
+    if requested != "auto":
+        return int(requested)
+    if model_device == "cpu":
+        return 1
+    return max(1, min(32, cpu_count() - 1))
+
+
+def plan_jobs(config: Config, root: Path, on_unreadable=None) -> List[Job]:
+    videos = results.find_videos(root, config.extensions, on_unreadable)
     siblings: Dict[Path, List[Path]] = {}
     jobs = []
     for i, video in enumerate(videos, 1):
@@ -160,7 +174,11 @@ class Engine:
         if not self.root.exists():
             self.log.error(f"input folder not found: {self.root}")
             return EXIT_USAGE
-        self.jobs = plan_jobs(self.config, self.root)
+        try:
+            self.jobs = plan_jobs(self.config, self.root, self._unreadable_folder)
+        except results.FolderError as exc:
+            self.log.error(str(exc))
+            return EXIT_USAGE
         n = len(self.jobs)
         self.log.total(n)
         todo = []
@@ -193,6 +211,9 @@ class Engine:
             self.log.info(f"first result after {self._first_result_after:.1f} s; "
                           f"run took {time.perf_counter() - self._run_started:.1f} s")
         return EXIT_FAILED if self.failed else EXIT_OK
+
+    def _unreadable_folder(self, folder: Path, cause: str) -> None:
+        self.log.warning(f"{results.relative_name(folder, self.root)}: folder skipped, cannot read it: {cause}")
 
     def _dry_run(self, todo: List[Job], skipped: List[Job]) -> int:
         n = len(self.jobs)
@@ -227,7 +248,7 @@ class Engine:
             self.config.cpu_fast)
         try:
             self.predictor.load()
-        except inference.WeightsError as exc:
+        except (inference.WeightsError, inference.SetupError) as exc:
             self.log.error(str(exc))
             return EXIT_USAGE
         self.weights_sha256 = results.sha256_file(self.weights_path)
@@ -246,7 +267,11 @@ class Engine:
         self._results: "queue.Queue" = queue.Queue()
         # Probing (and, for long videos, finding keyframes) runs ahead in threads:
         # each is an ffprobe process, and decoders start as soon as a plan is known.
-        self._prober = ThreadPoolExecutor(max_workers=max(2, min(8, self.config.num_workers * 2)),
+        self.workers = decoder_processes(self.config.num_workers, self.predictor.primary.device.type)
+        if self.config.num_workers == "auto":
+            self.log.info(f"{self.workers} decoder process(es) (num_workers auto, {cpu_count()} cores, "
+                          f"model on {self.predictor.primary.device.type})")
+        self._prober = ThreadPoolExecutor(max_workers=max(2, min(8, self.workers * 2)),
                                           thread_name_prefix="probe")
         self._planning: set = set()   # jobs being probed
         self._active: list = []       # jobs with a plan, not finished, in index order
@@ -255,7 +280,7 @@ class Engine:
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         infer.start()
         try:
-            self._pool = DecodePool(self.config.num_workers, RING_FRAMES)
+            self._pool = DecodePool(self.workers, RING_FRAMES)
             for job in todo:
                 self._plan(job)
             while self._unfinished:
@@ -289,7 +314,7 @@ class Engine:
                 self._pool.close()
 
     def _plan(self, job: Job) -> None:
-        split = job.allow_segments and self.config.num_workers > 1
+        split = job.allow_segments and self.workers > 1
         job.plan = (job.generation, self._prober.submit(
             decoder.plan_video, job.path, SEGMENT_SECONDS if split else None, SEGMENT_FRAMES if split else None))
         self._planning.add(job)
@@ -351,7 +376,7 @@ class Engine:
         self._announce(job)  # its decoding starts
         threads = None if self.config.decoder_threads == "auto" else int(self.config.decoder_threads)
         self._pool.submit(worker, dict(extra, task_id=task_id, path=str(job.path), threads=threads,
-                                       workers=self.config.num_workers))
+                                       workers=self.workers))
 
     def _on_message(self, worker, message: tuple) -> None:
         kind, task_id = message[0], message[1]
@@ -500,8 +525,7 @@ class Engine:
     def _device_failed(self, jobs: List[Job], cause: str) -> None:
         if not self.predictor.gpu_healthy():
             self.log.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
-            self.predictor.primary = self.predictor.cpu_backend()
-            self.predictor.gpu_usable = False
+            self.predictor.use_cpu("fallback: the GPU stopped working")
             jobs = jobs + [j for j in self._active if not j.finished and not j.on_cpu and j not in jobs]
         for job in jobs:
             self.log.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
@@ -550,6 +574,10 @@ class Engine:
         self._unfinished -= 1
         self.failed += 1
         self.log.failed(job.index, len(self.jobs), job.name, cause)
+        removed = results.remove_stale_results(job.path, job.paths)
+        if removed:
+            self.log.warning(f"{job.name}: removed the results of an earlier version of this video "
+                             f"({', '.join(p.name for p in removed)}): they no longer describe it")
 
     # -- results ---------------------------------------------------------------------
     def _write(self, job: Job) -> None:
@@ -560,7 +588,9 @@ class Engine:
         many = win.assemble([o[1] for o in ordered], n)
         found = scenes_mod.predictions_to_scenes(single, self.config.threshold)
         info = job.info
-        fps = info.fps if info.fps > 0 else (n / timestamps[-1] if timestamps[-1] > 0 else 25.0)
+        # No declared rate (rare: some raw streams): the mean rate of the decoded
+        # frames; a single frame with no rate at all gets the usual 25.
+        fps = info.fps if info.fps > 0 else ((n - 1) / timestamps[-1] if n > 1 and timestamps[-1] > 0 else 25.0)
         rows = scenes_mod.scene_rows(found, timestamps, fps)
         self.log.frames(job.index, len(self.jobs), n, n, final=True)
 

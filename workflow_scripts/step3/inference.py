@@ -30,6 +30,10 @@ class WeightsError(Exception):
     """The weights file is missing or unusable: nothing can run."""
 
 
+class SetupError(Exception):
+    """The model cannot be run as the configuration asks (nothing can run)."""
+
+
 class DeviceFailure(Exception):
     """The accelerator failed on a batch in a way retries on it can't fix."""
 
@@ -101,6 +105,7 @@ class Backend:
         self.module = fast if fast is not None else model
         self.kind = "winograd" if fast is not None else "eager"  # which implementation runs
         self.calls = 0
+        self.batch = 1  # windows per call on this backend (halved on CUDA out of memory)
         self._inject_at = int(os.environ.get(INJECT_ENV, "0") or 0) if device.type == "cuda" else 0
         self._staging: Optional[torch.Tensor] = None  # pinned host buffer, reused: pinning is slow
 
@@ -164,9 +169,13 @@ class Predictor:
         self.log = log  # a progress.Reporter
         self.primary: Optional[Backend] = None
         self._cpu: Optional[Backend] = None
-        self.batch_size = 1
         self.gpu_usable = False
         self.load_seconds = 0.0
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per batch on the primary device (what the engine gathers)."""
+        return self.primary.batch if self.primary is not None else 1
 
     # -- set-up ------------------------------------------------------------------
     def _precision_for(self, device: torch.device) -> str:
@@ -179,7 +188,7 @@ class Predictor:
         self.log.warning("mixed precision asked for, but this CPU has no native bf16 support: running fp32")
         return "fp32"
 
-    def _make_backend(self, device: torch.device) -> Backend:
+    def _make_backend(self, device: torch.device, fallback: bool = False) -> Backend:
         model = TransNetV2()
         load_weights(model, self.weights_path)
         model.eval()
@@ -190,16 +199,23 @@ class Predictor:
             # Same function, ~2x fewer operations (Winograd); see cpu_fast.py.
             from cpu_fast import build_cpu_model
             fast = build_cpu_model(model)
-        return Backend(model, device, precision, fast)
+        backend = Backend(model, device, precision, fast)
+        backend.batch = self._auto_batch(backend, honour_request=not fallback)
+        return backend
 
-    def _auto_batch(self, backend: Backend) -> int:
-        if self.requested_batch != "auto":
+    def _auto_batch(self, backend: Backend, honour_request: bool = True) -> int:
+        # A batch size asked for is the chosen device's; a CPU standing in for a
+        # failed GPU keeps its own (a GPU-sized batch would need gigabytes here).
+        if self.requested_batch != "auto" and honour_request:
             return int(self.requested_batch)
         if backend.device.type != "cuda":
             # Measured on 2 cores: one window per call. (The Winograd model gains
             # 6 % with two, one per thread, for 450 MB more memory.)
             return 1
-        free, _total = torch.cuda.mem_get_info(backend.device)
+        try:
+            free, _total = torch.cuda.mem_get_info(backend.device)
+        except RuntimeError:
+            free = 8 * BYTES_PER_WINDOW[backend.precision] * 2  # unknown: a modest batch
         fit = int(free * 0.6) // BYTES_PER_WINDOW[backend.precision]
         return max(1, min(MAX_AUTO_BATCH_GPU, fit))
 
@@ -207,13 +223,18 @@ class Predictor:
         started = time.perf_counter()
         if self.cpu_threads != "auto":
             torch.set_num_threads(int(self.cpu_threads))
-        cuda_ok = torch.cuda.is_available()
-        choice = select_device(
-            self.requested_device, cuda_ok, torch.cuda.device_count() if cuda_ok else 0,
-            lambda i: torch.cuda.get_device_name(i))
+        try:
+            cuda_ok = torch.cuda.is_available()
+            choice = select_device(
+                self.requested_device, cuda_ok, torch.cuda.device_count() if cuda_ok else 0,
+                lambda i: torch.cuda.get_device_name(i))
+        except Exception as exc:  # a broken driver can fail the questions themselves
+            choice = DeviceChoice("cpu", "fallback after a CUDA error while looking for a GPU",
+                                  warning=f"CUDA failed while looking for a GPU ({_first_line(exc)}): using the CPU")
         if choice.warning:
             self.log.warning(choice.warning)
         device = torch.device(choice.device)
+        cuda_loading_failed = False
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             try:
@@ -221,15 +242,18 @@ class Predictor:
                 self.gpu_usable = True
             except WeightsError:
                 raise
-            except RuntimeError as exc:
+            except Exception as exc:  # whatever CUDA raised (a RuntimeError, or an
+                # AssertionError from a torch built without CUDA), the CPU can still run
                 self.log.warning(f"loading the model on {device} failed ({_first_line(exc)}): using the CPU")
                 device = torch.device("cpu")
-                choice = DeviceChoice("cpu", f"fallback after a CUDA error while loading")
+                choice = DeviceChoice("cpu", "fallback after a CUDA error while loading")
+                cuda_loading_failed = True
         if device.type == "cpu":
-            self.primary = self._make_backend(device)
+            # The CPU stands in for a GPU that was asked for, or that failed to load.
+            stand_in = self.requested_device not in ("cpu", "auto") or cuda_loading_failed
+            self.primary = self._make_backend(device, fallback=stand_in)
             self._cpu = self.primary
         self.log.device(choice.device, choice.why)
-        self.batch_size = self._auto_batch(self.primary)
         if self.want_torchscript:
             self._try_trace(self.primary)
         self._warm_up(self.primary)
@@ -241,25 +265,31 @@ class Predictor:
 
     def _try_trace(self, backend: Backend) -> None:
         try:
-            backend.trace(self.batch_size)
+            backend.trace(backend.batch)
         except Exception as exc:
             if not self.ts_fallback:
-                raise
+                raise SetupError(f"TorchScript tracing failed ({_first_line(exc)}) and "
+                                 f"torchscript_auto_fallback is off") from None
             self.log.warning(f"TorchScript tracing failed ({_first_line(exc)}): using the eager model")
             backend.use_eager()
 
     def _warm_up(self, backend: Backend) -> None:
-        dummy = np.zeros((min(self.batch_size, 2), WINDOW, 27, 48, 3), dtype=np.uint8)
+        dummy = np.zeros((min(backend.batch, 2), WINDOW, 27, 48, 3), dtype=np.uint8)
         try:
             self._run_on(backend, dummy)
         except DeviceFailure as exc:
             self.log.warning(f"warm-up on {backend.device} failed ({exc}): using the CPU")
-            self.gpu_usable = False
-            self.primary = self.cpu_backend()
+            self.use_cpu("fallback after a CUDA error in the warm-up")
+
+    def use_cpu(self, why: str) -> None:
+        """The GPU is out for the rest of the run: the CPU becomes the primary device."""
+        self.gpu_usable = False
+        self.primary = self.cpu_backend()
+        self.log.device("cpu", why)
 
     def cpu_backend(self) -> Backend:
         if self._cpu is None:
-            self._cpu = self._make_backend(torch.device("cpu"))
+            self._cpu = self._make_backend(torch.device("cpu"), fallback=True)
         return self._cpu
 
     @property
@@ -279,15 +309,15 @@ class Predictor:
     def _run_on(self, backend: Backend, windows: np.ndarray) -> np.ndarray:
         while True:
             try:
-                parts = [backend(windows[i:i + self.batch_size])
-                         for i in range(0, windows.shape[0], self.batch_size)]
+                step = backend.batch
+                parts = [backend(windows[i:i + step]) for i in range(0, windows.shape[0], step)]
                 return np.concatenate(parts) if len(parts) > 1 else parts[0]
             except Exception as exc:
                 if backend.device.type == "cuda" and is_oom(exc):
                     torch.cuda.empty_cache()
-                    if self.batch_size > 1:
-                        self.batch_size //= 2
-                        self.log.warning(f"CUDA out of memory: batch size halved to {self.batch_size}, retrying")
+                    if backend.batch > 1:
+                        backend.batch //= 2
+                        self.log.warning(f"CUDA out of memory: batch size halved to {backend.batch}, retrying")
                         continue
                     raise DeviceFailure(f"CUDA out of memory even with one window per batch") from exc
                 if backend.torchscript and self.ts_fallback and not _is_cuda_error(exc):

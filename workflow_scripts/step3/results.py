@@ -20,7 +20,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 FORMAT = "step3-scenes/1"
 TEMP_PREFIX = ".step3-tmp-"
@@ -35,9 +35,25 @@ class ResultPaths:
 
 def result_paths(video: Path, siblings: Iterable[Path]) -> ResultPaths:
     """Names of ``video``'s results, given the videos of its folder (itself included)."""
-    stem_clash = any(other != video and other.stem == video.stem for other in siblings)
-    base = video.name if stem_clash else video.stem
+    base = result_bases(set(siblings) | {video})[video]
     return ResultPaths(video.with_name(base + ".csv"), video.with_name(base + ".scenes.json"))
+
+
+def result_bases(videos: Iterable[Path]) -> dict:
+    """Each video's result name without its suffix: the stem, or the whole file
+    name where a stem would be shared. Whole names are unique in a folder, but
+    one (``a.mp4``) can equal another video's stem (``a.mp4.mkv``): that one
+    takes its whole name too, until no two videos share a name."""
+    bases = {v: v.stem for v in videos}
+    while True:
+        users: dict = {}
+        for video, base in bases.items():
+            users.setdefault(base, []).append(video)
+        clashing = [v for group in users.values() if len(group) > 1 for v in group if bases[v] != v.name]
+        if not clashing:
+            return bases
+        for video in clashing:
+            bases[video] = video.name
 
 
 def sha256_file(path: Path) -> str:
@@ -104,6 +120,33 @@ def write_results(paths: ResultPaths, csv_content: str, metadata: dict) -> None:
     write_atomic(paths.json, (json.dumps(metadata, separators=(",", ":")) + "\n").encode("utf-8"))
 
 
+def remove_stale_results(video: Path, paths: ResultPaths) -> List[Path]:
+    """After ``video`` failed: delete results of ours that describe another
+    version of it (it was replaced or changed), so nothing stale looks done.
+    Results that still match the video are kept (a failed --force redo loses
+    nothing), and a CSV that isn't the one the JSON wrote is left alone."""
+    meta = load_metadata(paths.json)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return []
+    try:
+        if meta.get("video", {}).get("identity") == video_identity(video):
+            return []
+    except AttributeError:
+        return []  # not a shape we wrote: leave it alone
+    except OSError:
+        pass  # the video is gone or unreadable: its old results describe nothing here
+    removed = []
+    try:
+        if paths.csv.exists() and meta.get("csv", {}).get("sha256") == sha256_file(paths.csv):
+            paths.csv.unlink()
+            removed.append(paths.csv)
+        paths.json.unlink()
+        removed.append(paths.json)
+    except OSError:
+        pass
+    return removed
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -133,14 +176,28 @@ def remove_stale_temporaries(folders: Iterable[Path]) -> List[Path]:
     return removed
 
 
-def find_videos(root: Path, extensions: Sequence[str]) -> List[Path]:
+class FolderError(Exception):
+    """The input folder itself cannot be read."""
+
+
+def find_videos(root: Path, extensions: Sequence[str],
+                on_unreadable: Optional[Callable[[Path, str], None]] = None) -> List[Path]:
     """Videos under ``root`` (recursively, extensions case-insensitive), or ``root``
-    itself if it is a file. Sorted for a stable order; hidden files are skipped."""
+    itself if it is a file. Sorted for a stable order; hidden files are skipped.
+    A sub-folder that cannot be read is reported to ``on_unreadable(folder, cause)``
+    and skipped; an unreadable ``root`` raises FolderError."""
     exts = {e.lower() for e in extensions}
     if root.is_file():
         return [root]
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        if Path(error.filename) == root:
+            raise FolderError(f"cannot read the input folder {root}: {error.strerror}")
+        if on_unreadable is not None:
+            on_unreadable(Path(error.filename), error.strerror or str(error))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:

@@ -27,7 +27,7 @@ class Config:
     threshold: float = 0.5
     device: str = AUTO
     batch_size: Union[int, str] = AUTO
-    num_workers: int = 1
+    num_workers: Union[int, str] = 1
     decoder_threads: Union[int, str] = AUTO
     cpu_threads: Union[int, str] = AUTO
     mixed_precision: bool = False
@@ -54,8 +54,6 @@ def _int_or_auto(minimum: int, maximum: Optional[int] = None):
     def check(key: str, value: Any) -> Union[int, str]:
         if value == AUTO:
             return AUTO
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"'{key}' must be an integer >= {minimum} or \"auto\", got {value!r}")
         if value < minimum or (maximum is not None and value > maximum):
@@ -102,8 +100,6 @@ def _optional_path(key: str, value: Any) -> Optional[str]:
 
 
 def _extensions(key: str, value: Any) -> List[str]:
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"'{key}' must be a non-empty list of extensions like [\".mp4\", \".mov\"], got {value!r}")
     return [("." + v.strip().lstrip(".")).lower() for v in value]
@@ -115,7 +111,7 @@ VALIDATORS = {
     "threshold": _threshold,
     "device": _device,
     "batch_size": _int_or_auto(1, 4096),
-    "num_workers": _int(1, 64),
+    "num_workers": _int_or_auto(1, 64),
     "decoder_threads": _int_or_auto(1, 64),
     "cpu_threads": _int_or_auto(1, 512),
     "mixed_precision": _bool,
@@ -134,7 +130,8 @@ HELP = {
     "threshold": "transition probability above which a frame is a transition (0..1)",
     "device": "auto, cpu, cuda or cuda:N",
     "batch_size": "100-frame windows per model call, or auto",
-    "num_workers": "videos decoded at once, each by its own ffmpeg process",
+    "num_workers": "decoder processes (each runs ffmpeg on one video or segment), or auto: 1 when "
+                   "the model runs on the CPU, one per spare core beside a GPU",
     "decoder_threads": "threads of each ffmpeg decoder, or auto",
     "cpu_threads": "PyTorch threads when the model runs on the CPU, or auto",
     "mixed_precision": "fp16 autocast on CUDA, bf16 on CPUs that support it",
@@ -166,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="STEP3: shot boundary detection with TransNetV2. Writes <video>.csv and "
                     "<video>.scenes.json next to each video.",
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,  # a typo must not silently select another option
     )
     parser.add_argument("--config", help=f"JSON config file (default: {DEFAULT_CONFIG_PATH.name} in config/)")
     for f in fields(Config):
@@ -174,8 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=HELP[f.name])
         elif f.name == "threshold":
             parser.add_argument(flag, dest=f.name, type=float, help=HELP[f.name])
-        elif f.name == "num_workers":
-            parser.add_argument(flag, dest=f.name, type=int, help=HELP[f.name])
         else:
             parser.add_argument(flag, dest=f.name, help=HELP[f.name])
     return parser
@@ -193,6 +189,19 @@ def _read_json(path: Path) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def _from_command_line(key: str, value: Any) -> Any:
+    """A flag's text as the JSON value it stands for (the JSON file itself must
+    give real types: "4" for a number there is an error)."""
+    if not isinstance(value, str):
+        return value
+    if key == "extensions":
+        return [v for v in value.split(",") if v.strip()]
+    if key in ("batch_size", "num_workers", "decoder_threads", "cpu_threads"):
+        text = value.strip()
+        return int(text) if text.lstrip("-").isdigit() else text
+    return value
 
 
 def _apply(values: Dict[str, Any], source: str, into: Dict[str, Any]) -> None:
@@ -227,5 +236,5 @@ def load_config(argv: Sequence[str], environ: Optional[Dict[str, str]] = None) -
     elif dry not in ("", "0", "false", "no", "off"):
         raise ConfigError(f"environment variable DRY_RUN must be 1 or 0, got {environ['DRY_RUN']!r}")
 
-    _apply(args, "command line", merged)
+    _apply({k: _from_command_line(k, v) for k, v in args.items()}, "command line", merged)
     return Config(**merged)
