@@ -287,8 +287,9 @@ def report(env: str, tp: dict, lat: dict, big: dict) -> str:
         "",
         f"Each line is split, stripped of ANSI escapes, matched against STEP3's seven patterns, written to the run's log "
         f"and published. The runner enlarges the pipe to 1 MiB; a read returns everything waiting, so the largest read "
-        f"is the fullest the pipe ever was: below its size, the child never found it full, so it never waited on the "
-        f"reader. The unpaced child, read by a bare `subprocess.run` instead, takes {tp['unread_child_s']:.2f} s for "
+        f"is the fullest the pipe ever was. Where that stays well below the pipe's size (by more than one write of "
+        f"the child's, 8 KiB), the child never found the pipe full and never waited on the reader; an unpaced child "
+        f"that comes close may have waited, and its rate is the most the runner absorbs. The unpaced child, read by a bare `subprocess.run` instead, takes {tp['unread_child_s']:.2f} s for "
         f"the same {f['lines']:,} lines; through the runner it took {f['child_s']:.2f} s (Python prints about 3-5 M "
         "lines/s, faster than any real step). The child's longest single write includes the scheduler's pauses on "
         "this 2-core machine.",

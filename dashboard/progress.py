@@ -88,6 +88,7 @@ class ProgressState:
     summary: dict | None = None
     names: dict = field(default_factory=dict)
     partial: dict = field(default_factory=dict)  # index -> share of the item done
+    frames: dict = field(default_factory=dict)   # index -> (done, total) of its last progress line
     finished: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     last_success: Outcome | None = None
@@ -114,6 +115,8 @@ class ProgressState:
                 self.item = self.names.get(index)
             self.item_done = _int(groups.get("done"))
             self.item_total = _int(groups.get("total"))
+            if self.index is not None:
+                self.frames[self.index] = (self.item_done, self.item_total)
             if self.index is not None and self.item_total:
                 self.partial[self.index] = min(1.0, max(0.0, (self.item_done or 0) / self.item_total))
         elif key in ("success", "failure", "skipped"):
@@ -148,6 +151,16 @@ class ProgressState:
             del self.failures[: -self.MAX_FAILURES_KEPT]
         else:
             self.skipped += 1
+        if index is not None and index == self.index:
+            # The item shown is done: show one still in progress, if any.
+            waiting = sorted(i for i in self._started() if i not in self.finished)
+            if waiting:
+                self.index = waiting[0]
+                self.item = self.names.get(self.index)
+                self.item_done, self.item_total = self.frames.get(self.index, (None, None))
+
+    def _started(self) -> set:
+        return {i for i in self.names if isinstance(i, int)} | set(self.partial)
 
     def _update_fraction(self) -> None:
         if not self.total:
@@ -158,6 +171,11 @@ class ProgressState:
         partial = sum(share for index, share in self.partial.items() if index not in self.finished)
         # Never backwards: an estimated frame total that grows must not make the bar jump back.
         self._fraction = max(self._fraction, min(1.0, (done + partial) / self.total))
+
+    @property
+    def in_progress(self) -> int:
+        """Items started and not finished (STEP3 works on several at once)."""
+        return sum(1 for i in self._started() if i not in self.finished)
 
     @property
     def fraction(self) -> float | None:

@@ -147,6 +147,7 @@ class Run:
                 "item": p.item,
                 "item_done": p.item_done,
                 "item_total": p.item_total,
+                "in_progress": p.in_progress,
                 "fraction": fraction,
                 "percent": None if fraction is None else round(100 * fraction, 1),
                 "succeeded": p.succeeded,

@@ -161,6 +161,7 @@ class Dashboard:
             "item": row["current_item"],
             "item_done": None,
             "item_total": None,
+            "in_progress": 0,
             "fraction": fraction,
             "percent": None if fraction is None else round(100 * fraction, 1),
             "succeeded": row["succeeded"],

@@ -99,6 +99,7 @@
       item = run.item;
       if (run.index && run.total) item += ` (${run.index}/${run.total})`;
       if (run.status === "running" && run.item_total) item += ` · ${run.item_done}/${run.item_total}`;
+      if (run.status === "running" && run.in_progress > 1) item += ` · ${run.in_progress} items in progress`;
     }
     setText(field(card, "item"), item);
     setText(field(card, "counts"), run

@@ -89,6 +89,7 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     driver.refresh()
     wait_until(driver, lambda d: d.execute_script("return document.readyState") == "complete")
     state = field(driver, "step3", "status")
+    assert state in ("running", "succeeded")  # the same run, live or just ended, never "idle"
     if state == "running":
         assert seconds(field(driver, "step3", "elapsed")) >= before
 
@@ -162,7 +163,7 @@ def test_cancel_on_a_long_run_leaves_no_process(live_server, browser, artifacts)
 
 
 def test_live_updates_and_the_timer_survives_a_reload(live_server, browser, artifacts):
-    server = live_server([step("slow", "progress.py", "--items", "4", "--frames", "25", "--delay", "0.06", name="Slow step")])
+    server = live_server([step("slow", "progress.py", "--items", "4", "--frames", "25", "--delay", "0.1", name="Slow step")])
     driver = browser
     driver.get(server.url + "/")
     card(driver, "slow").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()

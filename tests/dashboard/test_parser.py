@@ -140,9 +140,12 @@ def test_items_in_progress_at_once_all_count():
                  "FRAMES: 1/4: 50/100", "FRAMES: 2/4: 20/100"]:
         state.apply(*m.match(line))
     assert state.fraction == pytest.approx((0.5 + 0.2) / 4)
+    assert state.in_progress == 2
     state.apply(*m.match("SUCCESS: 2/4: b.mp4 -> b.csv (1 scene)"))
     assert state.fraction == pytest.approx((1 + 0.5) / 4)
-    assert (state.index, state.item) == (2, "b.mp4")
+    # The item shown was done: the card moves to the one still in progress.
+    assert (state.index, state.item, state.item_done, state.item_total) == (1, "a.mp4", 50, 100)
+    assert state.in_progress == 1
 
 
 def test_frame_count_beyond_the_estimate_is_clamped():
@@ -282,3 +285,44 @@ def test_real_step3_output_parses(tmp_path):
     assert state.total == 1 and state.item == "demo/sample.mp4"
     config_line = next(line for line in out.stdout.splitlines() if line.startswith("CONFIG_EFFECTIVE: "))
     assert json.loads(config_line.split(": ", 1)[1])["dry_run"] is True
+
+
+def test_a_real_step3_run_on_several_videos_parses(tmp_path):
+    """A real run (model included) on videos decoded side by side: lines of
+    different items interleave; names hold the separators; an extension the
+    default list lacks (.mpg). The state must follow every item by its index."""
+    python = ROOT / "transnet_env" / "bin" / "python"
+    assert python.exists(), "transnet_env is missing: run make setup"
+    folder = tmp_path / "projects"
+    folder.mkdir()
+    for name, codec in (("a: b -> c.mp4", "libx264"), ("plain.mpg", "mpeg2video"), ("x.mp4", "libx264")):
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=5",
+                        "-c:v", codec, str(folder / name)], check=True)
+    (folder / "broken.mp4").write_bytes(b"\x00\x01not a video" * 1000)
+    out = subprocess.run(
+        [str(python), str(ROOT / "workflow_scripts/step3/run_transnet.py"), "--input-dir", str(folder),
+         "--log-dir", str(tmp_path / "logs"), "--num-workers", "2", "--extensions", ".mp4,.mpg"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    m = matcher()
+    state = ProgressState()
+    fractions, unmatched = [], []
+    for line in out.stdout.splitlines():
+        keyword = line.split(":", 1)[0]
+        found = m.match(line)
+        if found:
+            state.apply(*found)
+            fractions.append(state.fraction)
+        elif keyword in ("TOTAL_VIDEOS_TO_PROCESS", "PROCESSING_VIDEO", "FRAMES", "SUCCESS", "FAILED", "SKIPPED",
+                         "SUMMARY"):
+            unmatched.append(line)
+    assert unmatched == []
+    assert (state.total, state.succeeded, state.failed, state.skipped) == (4, 3, 1, 0)
+    assert sorted(state.names.values()) == ["a: b -> c.mp4", "broken.mp4", "plain.mpg", "x.mp4"]
+    assert [(f.item, f.detail) for f in state.failures] == [
+        ("broken.mp4", "cannot read video: Invalid data found when processing input")]
+    assert state.last_success.detail.endswith(" scenes)") or state.last_success.detail.endswith(" scene)")
+    numbers = [f for f in fractions if f is not None]
+    assert numbers == sorted(numbers), "the bar went backwards"
+    assert numbers[-1] == 1.0

@@ -434,6 +434,47 @@ def test_a_decoder_process_that_dies_fails_its_video_only(tmp_path, media, sampl
     assert "SUMMARY: 2/3 succeeded, 1 failed, 0 skipped" in text
 
 
+def test_decoders_end_when_the_model_s_process_is_killed_alone(tmp_path, sample_video):
+    """The OOM killer takes the biggest process, not its group: the decoders
+    and their ffmpeg must notice and go, not wait forever on a full ring."""
+    import psutil
+    copy_to(sample_video, tmp_path / "p", "long.mp4")
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--input-dir", str(tmp_path / "p"), "--log-dir",
+                             str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+    for line in proc.stdout:
+        if line.startswith("FRAMES: 1/1: "):
+            break
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == proc.pid]
+    assert any(p.name() == "ffmpeg" for p in group), "expected a decoder's ffmpeg at work"
+    proc.kill()  # the main process only
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in group):
+        time.sleep(0.1)
+    left = [f"{p.pid} {p.name()}" for p in group if _alive(p)]
+    for p in group:
+        if _alive(p):
+            p.kill()
+    assert left == []
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _alive(proc) -> bool:
+    import psutil
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_fast_cpu_kernels_and_the_eager_model_agree(tmp_path, media):
     for folder in ("fast", "eager"):
         copy_to(media["cuts"], tmp_path / folder, "cuts.mp4")

@@ -126,3 +126,8 @@ def test_weights_come_from_the_given_model(eager):
         original = eager(x)[0]
     assert float((torch.sigmoid(got) - torch.sigmoid(want)).abs().max()) <= MAX_PROBABILITY_DIFFERENCE
     assert float((want - original).abs().max()) > 1e-3
+
+
+def test_malloc_arenas_can_be_capped_here():
+    from malloc_arenas import limit_arenas
+    assert limit_arenas(2) is True  # glibc: the cap run_transnet.py sets before any thread

@@ -29,3 +29,11 @@ def test_cuda_requested_but_not_available_warns_and_uses_cpu():
 def test_missing_cuda_index_warns_and_uses_cpu():
     choice = select_device("cuda:3", cuda_available=True, cuda_count=1)
     assert choice.device == "cpu" and "does not exist" in choice.warning
+
+
+def test_decoder_processes_for_auto_follow_the_model_s_device():
+    from decode_pool import cpu_count
+    from engine import decoder_processes
+    assert decoder_processes(3, "cuda") == 3 and decoder_processes(1, "cpu") == 1
+    assert decoder_processes("auto", "cpu") == 1  # the CPU model needs the cores
+    assert decoder_processes("auto", "cuda") == max(1, min(32, cpu_count() - 1))

@@ -16,6 +16,7 @@ Messages from a worker, in order, for one task:
 """
 import multiprocessing as mp
 import os
+import queue
 import signal
 import traceback
 from dataclasses import asdict
@@ -33,25 +34,44 @@ CHUNK_FRAMES = 128
 
 
 # -- the worker process --------------------------------------------------------------
+_parent = None  # the model's process, which started this worker
+
+
+def _orphaned() -> bool:
+    """The model's process is gone (killed, out of memory): nobody reads our
+    frames any more, and nobody would ever tell us to stop."""
+    return os.getppid() != _parent
+
+
 def _worker_main(worker_id: int, shm_name: str, slots: int, tasks, conn, free, cancel) -> None:
+    global _parent
+    _parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     shm = shared_memory.SharedMemory(name=shm_name)
     ring = np.ndarray((slots, CHUNK_FRAMES) + FRAME_SHAPE, dtype=np.uint8, buffer=shm.buf)
     slot = 0
     try:
         while True:
-            task = tasks.get()
+            try:
+                task = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if _orphaned():
+                    return
+                continue
             if task is None:
                 return
             slot = _run_task(task, ring, slots, slot, conn, free, cancel)
+            if slot is None:
+                return
     finally:
         del ring
         shm.close()
         conn.close()
 
 
-def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, cancel) -> int:
-    """Decode one task (a video, or a segment of one) into the ring."""
+def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, cancel) -> Optional[int]:
+    """Decode one task (a video, or a segment of one) into the ring; returns
+    the next slot, or None when the worker must stop (its parent is gone)."""
     task_id = task["task_id"]
     reader = None
     try:
@@ -67,6 +87,9 @@ def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, c
             while not free.acquire(timeout=0.5):
                 if cancel.value == task_id:
                     break
+                if _orphaned():
+                    reader.kill()
+                    return None
             if cancel.value == task_id:
                 reader.kill()
                 conn.send(("failed", task_id, "cancelled"))

@@ -215,7 +215,7 @@ class Predictor:
         try:
             free, _total = torch.cuda.mem_get_info(backend.device)
         except RuntimeError:
-            free = 8 * BYTES_PER_WINDOW[backend.precision] * 2  # unknown: a modest batch
+            return 8  # free memory unknown: a modest batch (an out-of-memory would halve it)
         fit = int(free * 0.6) // BYTES_PER_WINDOW[backend.precision]
         return max(1, min(MAX_AUTO_BATCH_GPU, fit))
 

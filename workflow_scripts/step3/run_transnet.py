@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from malloc_arenas import limit_arenas  # noqa: E402
 from progress import Reporter  # noqa: E402
 from settings import ConfigError, load_config  # noqa: E402
 
@@ -29,6 +30,7 @@ def _terminate(signum, _frame):
 
 
 def main(argv=None) -> int:
+    limit_arenas()  # before any thread starts: memory stays flat on long videos
     try:
         sys.stdout.reconfigure(line_buffering=True)
     except (AttributeError, ValueError):
