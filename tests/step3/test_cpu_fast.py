@@ -130,4 +130,4 @@ def test_weights_come_from_the_given_model(eager):
 
 def test_malloc_arenas_can_be_capped_here():
     from malloc_arenas import limit_arenas
-    assert limit_arenas(2) is True  # glibc: the cap run_transnet.py sets before any thread
+    assert limit_arenas() is True  # glibc: the cap run_transnet.py sets before any thread starts

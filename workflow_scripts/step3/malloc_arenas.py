@@ -1,14 +1,15 @@
-"""Few malloc arenas for the whole process.
+"""One malloc arena for the whole process.
 
-glibc gives threads their own arenas (up to 8 per core), and threads move to
-another arena when theirs is busy. STEP3's threads (the engine's, the
-model's, the CPU model's second lane) allocate and free the same large
-buffers (windows, chunks, activations) over and over; each arena they visit
-keeps its own peak, so the process grows by a peak at every move. Measured
-with the CPU model on a one-hour video (2 cores): 1.0 GB after two minutes,
-1.9 GB after four, 6 GB after twelve; capped at 2 arenas it stayed at
-0.93-0.98 GB over five minutes (1 arena: flat too, but ~7 % slower).
-bench/RESULTS.md has the whole-run numbers.
+glibc gives threads their own arenas (up to 8 per core). STEP3's threads
+(the engine's, the model's, the CPU model's second lane) allocate and free
+the same large buffers (windows, chunks, activations) over and over, and
+each arena keeps the peak it has seen, so the process grew with the length
+of the video. Measured with the CPU model on a one-hour video (2 cores): 6 GB
+after twelve minutes with glibc's defaults, 1.33 GB at the end with 2
+arenas, 1.17 GB with one (1.03 GB for a one-minute video). Sharing one
+arena's lock cost nothing measurable (interleaved runs on the sample:
+70-74 s either way): the threads allocate few, large blocks. See
+bench/RESULTS.md.
 """
 import ctypes
 import sys
@@ -16,7 +17,7 @@ import sys
 _M_ARENA_MAX = -8
 
 
-def limit_arenas(count: int = 2) -> bool:
+def limit_arenas(count: int = 1) -> bool:
     """Cap the arenas created from now on (call it before starting threads).
     False where this is not glibc."""
     if not sys.platform.startswith("linux"):
