@@ -105,22 +105,18 @@ def test_cancel_leaves_no_descendant(make_runner, escape):
     assert gone
 
 
-def test_processes_left_behind_by_a_finished_step_are_ended(make_runner):
-    runner = make_runner(step("g", "grandchild.py", "--exit"))
+@pytest.mark.parametrize("args", [
+    ("--exit",),                             # a grandchild left in the group
+    ("--escape", "--exit-after", "1.5"),     # a daemon that left the group, seen in the tree
+    ("--escape", "--exit"),                  # orphaned before any look at the tree: found by the run's tag
+], ids=["stray-in-group", "daemon-seen", "daemon-orphaned-at-once"])
+def test_processes_left_behind_by_a_finished_step_are_ended(make_runner, args):
+    runner = make_runner(step("g", "grandchild.py", *args))
     run = runner.launch("g")
     snap = finish(run)
-    grandchild = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
+    left = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
     assert snap["status"] == "succeeded"
-    wait_for(lambda: not _alive(grandchild), timeout=5, message="the stray grandchild to end")
-
-
-def test_a_daemon_that_left_the_group_is_ended_with_the_step(make_runner):
-    runner = make_runner(step("d", "grandchild.py", "--escape", "--exit-after", "1.5"))
-    run = runner.launch("d")
-    snap = finish(run)
-    daemon = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
-    assert snap["status"] == "succeeded"
-    wait_for(lambda: not _alive(daemon), timeout=5, message="the escaped daemon to end")
+    wait_for(lambda: not _alive(left), timeout=5, message="the process left behind to end")
 
 
 def test_flood_of_lines_is_absorbed_entirely(make_runner):
@@ -150,17 +146,6 @@ def test_awkward_bytes_from_a_real_child(make_runner):
     assert lines[-1] == "SUMMARY: 1/1 succeeded, 0 failed, 0 skipped"
     assert snap["succeeded"] == 1
     assert "\x1b" not in log_text(runner, run)
-
-
-def test_a_daemon_whose_parent_exits_at_once_is_still_ended(make_runner):
-    """It left the group and was orphaned before any look at the process tree:
-    the run's tag in its environment gives it away."""
-    runner = make_runner(step("d", "grandchild.py", "--escape", "--exit"))
-    run = runner.launch("d")
-    snap = finish(run)
-    daemon = int(next(x for x in snap["last_lines"] if x.startswith("GRANDCHILD")).split()[1])
-    assert snap["status"] == "succeeded"
-    wait_for(lambda: not _alive(daemon), timeout=5, message="the orphaned daemon to end")
 
 
 def test_a_log_file_that_cannot_be_opened_fails_the_run_instead_of_leaving_it_running(make_runner):
