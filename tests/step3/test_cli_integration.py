@@ -377,17 +377,23 @@ def test_a_video_replaced_by_a_broken_file_loses_its_old_results(tmp_path, media
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["clip.mp4"]
 
 
-def test_long_video_decoded_in_parallel_segments_gives_identical_results(tmp_path, sample_video):
+@pytest.mark.parametrize("readahead", [None, "0", "150"], ids=["read-ahead", "no-read-ahead", "small-budget"])
+def test_long_video_decoded_in_parallel_segments_gives_identical_results(tmp_path, sample_video, readahead):
     """Segments split at keyframes (forced small here) must give exactly the
-    frames, windows and scenes of decoding the video in one piece."""
+    frames, windows and scenes of decoding the video in one piece, whether the
+    frames of later segments are copied ahead out of the decoders' rings or
+    not (150 frames: one 100-frame chunk fits in the budget, the next must wait)."""
     for folder in ("split", "whole"):
         (tmp_path / folder).mkdir()
     clip = tmp_path / "split" / "g25.mp4"
     ffmpeg("-i", str(sample_video), "-t", "16", "-g", "25", "-c:v", "libx264", "-preset", "veryfast", "-an",
            str(clip))
     shutil.copyfile(clip, tmp_path / "whole" / "g25.mp4")
+    knobs = {"STEP3_SEGMENT_FRAMES": "100"}
+    if readahead is not None:
+        knobs["STEP3_READAHEAD_FRAMES"] = readahead
     split = run_step3("--input-dir", tmp_path / "split", "--log-dir", tmp_path / "logs", "--num-workers", "2",
-                      env_extra={"STEP3_SEGMENT_FRAMES": "100"})
+                      env_extra=knobs)
     whole = run_step3("--input-dir", tmp_path / "whole", "--log-dir", tmp_path / "logs")
     assert split.returncode == whole.returncode == 0, split.stdout
     a = load_json(tmp_path / "split" / "g25.scenes.json")

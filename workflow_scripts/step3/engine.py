@@ -45,10 +45,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A video that takes a decoder longer than this is split into segments of about
 # this much decoding work, decoded in parallel (see decoder.segment_frames).
 # STEP3_SEGMENT_FRAMES fixes the segment length in frames instead (tests use it
-# to split short clips).
-SEGMENT_SECONDS = 4.0
+# to split short clips); STEP3_SEGMENT_SECONDS changes the seconds (benchmarks).
+SEGMENT_SECONDS = float(os.environ.get("STEP3_SEGMENT_SECONDS", "4"))
 SEGMENT_FRAMES = int(os.environ.get("STEP3_SEGMENT_FRAMES", "0")) or None
 RING_FRAMES = 4096           # frames each decoder can run ahead (16 MB of shared memory)
+# Frames of later segments copied out of the rings before their turn, per
+# decoder (16 MB each): a decoder whose segment is not the one being read
+# would otherwise wait, its ring full, for the segments before it to finish.
+# STEP3_READAHEAD_FRAMES sets the total instead (0: none; the benchmark's A/B).
+READAHEAD_FRAMES_PER_DECODER = 4096
+READAHEAD_FRAMES = os.environ.get("STEP3_READAHEAD_FRAMES")
 READY_WINDOWS_PER_BATCH = 4  # windows cut ahead of the model, in batches
 
 
@@ -58,7 +64,8 @@ class Segment:
     first: int                      # index of its first frame
     frames: Optional[int]           # frame count (None: to the end of the video)
     task_id: Optional[int] = None
-    chunks: deque = field(default_factory=deque)   # (worker, slot, frames) not yet read
+    # Not yet read: (worker, slot, frames) still in a ring, or a read-ahead copy (an array).
+    chunks: deque = field(default_factory=deque)
     report: Optional[dict] = None
 
 
@@ -276,6 +283,9 @@ class Engine:
         self._planning: set = set()   # jobs being probed
         self._active: list = []       # jobs with a plan, not finished, in index order
         self._unfinished = len(todo)
+        self._held = 0  # frames read ahead out of the rings
+        self._readahead = (int(READAHEAD_FRAMES) if READAHEAD_FRAMES is not None
+                           else READAHEAD_FRAMES_PER_DECODER * self.workers)
         self._pool = None
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         infer.start()
@@ -296,6 +306,7 @@ class Engine:
                     timeout = 0.002 if self._ready or self._in_flight else 0.05
                 for worker, message in self._pool.messages(timeout):
                     self._on_message(worker, message)
+                self._read_ahead()
                 for job in self._active:
                     self._read_chunks(job)
                 if any(job.finished for job in self._active):
@@ -406,8 +417,7 @@ class Engine:
         while not job.finished and job.current < len(job.segments) and len(self._ready) < limit:
             seg = job.segments[job.current]
             if seg.chunks:
-                worker, slot, n = seg.chunks.popleft()
-                self._add_windows(job, job.builder.push(worker.take(slot, n)))
+                self._add_windows(job, job.builder.push(self._take(seg.chunks.popleft())))
                 continue
             if seg.report is None:
                 return  # waiting for the decoder
@@ -419,6 +429,30 @@ class Engine:
             job.current += 1
         if not job.finished and job.segments and job.current == len(job.segments) and job.windows_total is None:
             self._end_of_video(job)
+
+    def _take(self, chunk) -> np.ndarray:
+        if isinstance(chunk, np.ndarray):
+            self._held -= chunk.shape[0]
+            return chunk
+        worker, slot, n = chunk
+        return worker.take(slot, n)
+
+    def _read_ahead(self) -> None:
+        """Copy the frames of segments whose turn has not come out of their
+        decoders' rings, within the read-ahead budget, so that those decoders
+        go on (and, once done, take other work) instead of waiting."""
+        if self._held >= self._readahead:
+            return
+        for job in self._active:
+            for seg in job.segments[job.current + 1:]:
+                for i in range(len(seg.chunks)):
+                    chunk = seg.chunks[i]
+                    if isinstance(chunk, np.ndarray):
+                        continue
+                    if self._held + chunk[2] > self._readahead:
+                        return
+                    seg.chunks[i] = self._take(chunk)
+                    self._held += chunk[2]
 
     def _segment_ok(self, job: Job, seg: Segment) -> bool:
         got = seg.report["frame_count"]
@@ -453,8 +487,11 @@ class Engine:
                  again: bool = True) -> None:
         """Drop what the video has in flight; decode it again unless ``again`` is False."""
         for seg in job.segments:
-            for worker, _, _ in seg.chunks:
-                worker.drop()
+            for chunk in seg.chunks:
+                if isinstance(chunk, np.ndarray):
+                    self._held -= chunk.shape[0]
+                else:
+                    chunk[0].drop()
             if seg.task_id is not None:
                 self._pool.cancel(seg.task_id)
         job.reset()
