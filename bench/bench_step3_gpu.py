@@ -156,7 +156,7 @@ def make_videos(folder: Path):
     for name, size in (("1080p", "1920:1080"), ("720p", "1280:720"), ("480p", "854:480")):
         encodes[name] = src / f"{name}.mp4"
         ffmpeg("-i", sample, "-vf", f"scale={size}", "-c:v", "libx264", "-preset", "ultrafast",
-               "-threads", "16", encodes[name])
+               "-c:a", "copy", encodes[name])
     vids = folder / "videos"
     vids.mkdir()
     plan = [("1080p", None, 2), ("1080p", 60, 2), ("720p", None, 2), ("720p", 100, 2),
@@ -174,7 +174,7 @@ def make_videos(folder: Path):
     # Two one-hour videos: the sample looped 17 times and re-encoded (90,117 frames
     # with clean timestamps; a stream copy would leave jumps at the joins).
     hour = src / "hour.mp4"
-    ffmpeg("-stream_loop", 16, "-i", sample, "-c:v", "libx264", "-preset", "ultrafast", "-threads", "16", hour)
+    ffmpeg("-stream_loop", 16, "-i", sample, "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", hour)
     for _ in range(2):
         n += 1
         shutil.copyfile(hour, vids / f"v{n:02d}_hour.mp4")

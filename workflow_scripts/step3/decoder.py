@@ -180,7 +180,10 @@ def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = N
                    start: Optional[float] = None, max_frames: Optional[int] = None) -> List[str]:
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
     if threads:
-        cmd += ["-threads", str(threads)]
+        # The scaler is slice-threaded over every core by default: beside other
+        # decoders that is a crowd of threads syncing on each 27-row frame (the
+        # output is the same whatever the slicing).
+        cmd += ["-threads", str(threads), "-filter_threads", str(threads)]
     if start is not None:
         # A segment of a long video: seek to its first keyframe (input seeking is
         # frame-accurate when decoding) and keep the original timestamps.
@@ -339,7 +342,7 @@ def check_coverage(info: VideoInfo, timestamps: List[float], cause: str = "") ->
 # grows with the picture (decoding, and the bicubic scaler's long filters).
 FRAME_COST_S = 1.5e-4
 PIXEL_COST_S = 3e-9
-MIN_SEGMENT_FRAMES = 1000
+MIN_SEGMENT_FRAMES = 500  # each segment costs an ffmpeg start and a seek (about 0.1 s)
 
 
 def segment_frames(info: VideoInfo, seconds: float) -> int:
