@@ -205,6 +205,16 @@ def pure_decode(videos, workers):
     pool = DecodePool(workers, RING_FRAMES)
     running, frames, started, spans = 0, 0, {}, []
     busy = CpuBusy().__enter__()
+    # Cores busy and tasks running, second by second: idle cores throughout, or a tail?
+    timeline, stop = [], threading.Event()
+
+    def sample():
+        while not stop.wait(1.0):
+            with CpuBusy() as b:
+                time.sleep(0.25)
+            timeline.append(f"{b.share:.0%}/{running}")
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         while pending or running:
             for w in pool.assignable():
@@ -226,8 +236,10 @@ def pure_decode(videos, workers):
                         print("decode failed:", msg)
     finally:
         pool.close()
+        stop.set()
     wall = time.perf_counter() - start
     busy.__exit__()
+    print("cores busy / tasks running, each second:", " ".join(timeline))
     print(f"pure decode with {workers} workers: {frames} frames in {wall:.1f} s, cores busy {busy.share:.0%}; "
           f"{len(spans)} tasks; slowest:")
     for seconds, name, n, at in sorted(spans, reverse=True)[:6]:

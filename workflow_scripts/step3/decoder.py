@@ -342,7 +342,7 @@ def check_coverage(info: VideoInfo, timestamps: List[float], cause: str = "") ->
 # grows with the picture (decoding, and the bicubic scaler's long filters).
 FRAME_COST_S = 1.5e-4
 PIXEL_COST_S = 3e-9
-MIN_SEGMENT_FRAMES = 500  # each segment costs an ffmpeg start and a seek (about 0.1 s)
+MIN_SEGMENT_FRAMES = 250  # each segment costs an ffmpeg start and a seek (about 0.1 s)
 
 
 def segment_frames(info: VideoInfo, seconds: float) -> int:
