@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
 import traceback
 from dataclasses import asdict
 from multiprocessing import shared_memory
@@ -149,11 +150,14 @@ class Worker:
         self.unread -= 1
         self.free.release()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def ask_to_stop(self) -> None:
         try:
             self.tasks.put(None)
         except (OSError, ValueError):
             pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.ask_to_stop()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -234,9 +238,17 @@ class DecodePool:
                 self._by_conn[fresh.conn] = fresh
         return dead
 
-    def close(self) -> None:
-        for w in self.workers + getattr(self, "_retired", []):
-            w.close()
+    def close(self, timeout: float = 5.0) -> None:
+        # All at once: a process takes a while to exit (0.1-0.5 s measured),
+        # and 15 decoders stopped one after the other kept a run 8 s longer.
+        workers = self.workers + getattr(self, "_retired", [])
+        for w in workers:
+            w.ask_to_stop()
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            w.close(timeout=1.0)
         self.workers = []
         self._retired = []
 
