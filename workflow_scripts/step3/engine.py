@@ -46,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # this much decoding work, decoded in parallel (see decoder.segment_frames).
 # STEP3_SEGMENT_FRAMES fixes the segment length in frames instead (tests use it
 # to split short clips); STEP3_SEGMENT_SECONDS changes the seconds (benchmarks).
-SEGMENT_SECONDS = float(os.environ.get("STEP3_SEGMENT_SECONDS", "2"))
+SEGMENT_SECONDS = float(os.environ.get("STEP3_SEGMENT_SECONDS", "1"))
 SEGMENT_FRAMES = int(os.environ.get("STEP3_SEGMENT_FRAMES", "0")) or None
 RING_FRAMES = 4096           # frames each decoder can run ahead (16 MB of shared memory)
 # Frames of later segments copied out of the rings before their turn, per
