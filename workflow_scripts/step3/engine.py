@@ -9,8 +9,9 @@ Shape of a run (three kinds of workers, one owner of the model):
 - this thread gathers the frames of each video in order, cuts them into the
   official windows, and forms batches from the windows of every video in
   flight (a slow or long video holds no other back);
-- an inference thread, the only one that touches the model, runs the batches
-  while this thread prepares the next ones;
+- an inference thread, the only one that touches the model, first builds and
+  warms up the model (the decoders start on the first videos meanwhile), then
+  runs the batches while this thread prepares the next ones;
 - a video whose windows are all predicted is finalised here: scenes, then its
   two result files, written atomically.
 
@@ -207,12 +208,13 @@ class Engine:
             removed = results.remove_stale_temporaries({job.path.parent for job in todo})
             if removed:
                 self.log.info(f"removed {len(removed)} temporary file(s) left by an interrupted run")
-            code = self._load_model()
-            if code is not None:
+            code = self._prepare_model()
+            if code is None:
+                code = self._process(todo)
+            if code is not None:  # no model: nothing could be analysed
                 self.failed = len(todo)
                 self.log.summary(self.succeeded, n, self.failed, self.skipped)
                 return code
-            self._process(todo)
         self.log.summary(self.succeeded, n, self.failed, self.skipped)
         if self._first_result_after is not None:
             self.log.info(f"first result after {self._first_result_after:.1f} s; "
@@ -241,7 +243,9 @@ class Engine:
                       f"no model loaded, nothing written")
         return EXIT_OK
 
-    def _load_model(self) -> Optional[int]:
+    def _prepare_model(self) -> Optional[int]:
+        """Choose the device and read the weights; the model itself is built and
+        warmed up by the inference thread while the first videos decode."""
         # Imported here so that a dry run or a run with nothing to do never loads torch.
         import inference
         try:
@@ -254,15 +258,17 @@ class Engine:
             self.config.torchscript_auto_fallback, self.config.batch_size, self.config.cpu_threads, self.log,
             self.config.cpu_fast)
         try:
-            self.predictor.load()
-        except (inference.WeightsError, inference.SetupError) as exc:
+            self._model_device = self.predictor.prepare()
+        except inference.WeightsError as exc:
             self.log.error(str(exc))
             return EXIT_USAGE
         self.weights_sha256 = results.sha256_file(self.weights_path)
         return None
 
     # -- the pipeline ----------------------------------------------------------------
-    def _process(self, todo: List[Job]) -> None:
+    def _process(self, todo: List[Job]) -> Optional[int]:
+        """Decode, predict and write every video; an exit code if the model
+        could not be loaded (then nothing was written)."""
         from decode_pool import DecodePool
         import inference
         self._DeviceFailure = inference.DeviceFailure
@@ -274,10 +280,13 @@ class Engine:
         self._results: "queue.Queue" = queue.Queue()
         # Probing (and, for long videos, finding keyframes) runs ahead in threads:
         # each is an ffprobe process, and decoders start as soon as a plan is known.
-        self.workers = decoder_processes(self.config.num_workers, self.predictor.primary.device.type)
+        self.workers = decoder_processes(self.config.num_workers, self._model_device)
+        self._max_tasks = self.workers  # fewer if the model falls back to the CPU while loading
+        self._model_ready = False
+        self._load_failed: Optional[int] = None
         if self.config.num_workers == "auto":
             self.log.info(f"{self.workers} decoder process(es) (num_workers auto, {cpu_count()} cores, "
-                          f"model on {self.predictor.primary.device.type})")
+                          f"model on {self._model_device})")
         self._prober = ThreadPoolExecutor(max_workers=max(2, min(8, self.workers * 2)),
                                           thread_name_prefix="probe")
         self._planning: set = set()   # jobs being probed
@@ -287,13 +296,15 @@ class Engine:
         self._readahead = (int(READAHEAD_FRAMES) if READAHEAD_FRAMES is not None
                            else READAHEAD_FRAMES_PER_DECODER * self.workers)
         self._pool = None
+        # The model loads in the inference thread while the decoders start on
+        # the first videos (CUDA's start and the warm-up take seconds).
         infer = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         infer.start()
         try:
             self._pool = DecodePool(self.workers, RING_FRAMES)
             for job in todo:
                 self._plan(job)
-            while self._unfinished:
+            while self._unfinished and self._load_failed is None:
                 self._collect_plans()
                 self._assign_tasks()
                 # Model fully fed: sleep until it hands a batch back (no busy loop
@@ -303,7 +314,7 @@ class Engine:
                     self._collect_results(wait=0.05)
                     timeout = 0.0
                 else:
-                    timeout = 0.002 if self._ready or self._in_flight else 0.05
+                    timeout = 0.002 if self._model_ready and (self._ready or self._in_flight) else 0.05
                 for worker, message in self._pool.messages(timeout):
                     self._on_message(worker, message)
                 self._read_ahead()
@@ -323,6 +334,7 @@ class Engine:
             self._prober.shutdown(wait=False, cancel_futures=True)
             if self._pool is not None:
                 self._pool.close()
+        return self._load_failed
 
     def _plan(self, job: Job) -> None:
         split = job.allow_segments and self.workers > 1
@@ -353,7 +365,8 @@ class Engine:
             self._active.sort(key=lambda j: j.index)
 
     def _assign_tasks(self) -> None:
-        workers = self._pool.assignable()
+        busy = sum(1 for w in self._pool.workers if w.busy_with is not None)
+        workers = self._pool.assignable()[:max(0, self._max_tasks - busy)]
         if not workers:
             return
         # Longest remaining work first, so that no long video is left to finish
@@ -506,6 +519,8 @@ class Engine:
     def _send_batches(self) -> None:
         """Keep the model busy: a partial batch only when it would otherwise idle."""
         self._ready = [w for w in self._ready if w.generation == w.job.generation and not w.job.finished]
+        if not self._model_ready:
+            return
         size = self.predictor.batch_size
         while self._ready and self._in_flight < 2:
             if self._in_flight == 1 and len(self._ready) < size:
@@ -519,6 +534,12 @@ class Engine:
             self._batches.put((batch, on_cpu))
 
     def _inference_loop(self) -> None:
+        try:
+            self.predictor.load()
+        except BaseException as exc:  # the main thread reports it and ends the run
+            self._results.put(("loaded", exc))
+            return
+        self._results.put(("loaded", None))
         while True:
             item = self._batches.get()
             if item is None:
@@ -534,11 +555,14 @@ class Engine:
     def _collect_results(self, wait: float = 0.0) -> None:
         while True:
             try:
-                batch, probs, backend, error, seconds = self._results.get(timeout=wait) if wait \
-                    else self._results.get_nowait()
+                item = self._results.get(timeout=wait) if wait else self._results.get_nowait()
             except queue.Empty:
                 return
             wait = 0.0
+            if item[0] == "loaded":
+                self._model_loaded(item[1])
+                continue
+            batch, probs, backend, error, seconds = item
             self._in_flight -= 1
             live = [(i, w) for i, w in enumerate(batch) if w.generation == w.job.generation and not w.job.finished]
             jobs = {id(w.job): w.job for _, w in live}
@@ -558,6 +582,21 @@ class Engine:
             for job in jobs.values():
                 self._report_frames(job)
                 self._maybe_finish(job)
+
+    def _model_loaded(self, error: Optional[BaseException]) -> None:
+        import inference
+        if error is None:
+            self._model_ready = True
+            # A GPU that failed while loading leaves a CPU model: decoders as for one.
+            self._max_tasks = min(self.workers, decoder_processes(self.config.num_workers,
+                                                                  self.predictor.primary.device.type))
+            return
+        if isinstance(error, (inference.WeightsError, inference.SetupError)):
+            self.log.error(str(error))
+        else:
+            text = str(error).splitlines()[0] if str(error) else ""
+            self.log.error(f"the model could not be loaded: {type(error).__name__}: {text}")
+        self._load_failed = EXIT_USAGE
 
     def _device_failed(self, jobs: List[Job], cause: str) -> None:
         if not self.predictor.gpu_healthy():

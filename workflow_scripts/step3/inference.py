@@ -76,7 +76,8 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def load_weights(model: torch.nn.Module, weights_path: Path) -> None:
+def read_weights(weights_path: Path) -> dict:
+    """The state dict in the weights file, on the CPU; WeightsError if unusable."""
     try:
         state = torch.load(str(weights_path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -86,11 +87,19 @@ def load_weights(model: torch.nn.Module, weights_path: Path) -> None:
                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {weights_path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def apply_weights(model: torch.nn.Module, state: dict, weights_path: Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise WeightsError(f"weights file {weights_path} does not fit TransNetV2: {first}") from None
+
+
+def load_weights(model: torch.nn.Module, weights_path: Path) -> None:
+    apply_weights(model, read_weights(weights_path), weights_path)
 
 
 class Backend:
@@ -171,6 +180,9 @@ class Predictor:
         self._cpu: Optional[Backend] = None
         self.gpu_usable = False
         self.load_seconds = 0.0
+        self._choice: Optional[DeviceChoice] = None
+        self._state: Optional[dict] = None  # the weights, kept for a CPU stand-in built later
+        self._prepare_seconds = 0.0
 
     @property
     def batch_size(self) -> int:
@@ -190,7 +202,7 @@ class Predictor:
 
     def _make_backend(self, device: torch.device, fallback: bool = False) -> Backend:
         model = TransNetV2()
-        load_weights(model, self.weights_path)
+        apply_weights(model, self._state, self.weights_path)
         model.eval()
         model = model.to(device)
         precision = self._precision_for(device)
@@ -219,10 +231,17 @@ class Predictor:
         fit = int(free * 0.6) // BYTES_PER_WINDOW[backend.precision]
         return max(1, min(MAX_AUTO_BATCH_GPU, fit))
 
-    def load(self) -> None:
+    def prepare(self) -> str:
+        """The quick part of loading: where the model will run (its device type,
+        "cuda" or "cpu", returned) and the weights read and checked. Raises
+        WeightsError. ``load`` finishes (and may still fall back to the CPU)."""
+        if self._choice is not None:
+            return self._choice.device.split(":")[0]
         started = time.perf_counter()
         if self.cpu_threads != "auto":
             torch.set_num_threads(int(self.cpu_threads))
+        self._state = read_weights(self.weights_path)
+        apply_weights(TransNetV2(), self._state, self.weights_path)  # does it fit? (0.1 s)
         try:
             cuda_ok = torch.cuda.is_available()
             choice = select_device(
@@ -233,6 +252,15 @@ class Predictor:
                                   warning=f"CUDA failed while looking for a GPU ({_first_line(exc)}): using the CPU")
         if choice.warning:
             self.log.warning(choice.warning)
+        self._choice = choice
+        self._prepare_seconds = time.perf_counter() - started
+        return choice.device.split(":")[0]
+
+    def load(self) -> None:
+        """Build the model on its device, trace it if asked, warm it up."""
+        self.prepare()
+        started = time.perf_counter() - self._prepare_seconds
+        choice = self._choice
         device = torch.device(choice.device)
         cuda_loading_failed = False
         if device.type == "cuda":
