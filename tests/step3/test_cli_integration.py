@@ -495,3 +495,30 @@ def test_fast_cpu_kernels_and_the_eager_model_agree(tmp_path, media):
     for head in ("single_frame", "all_frames"):
         assert np.abs(np.array(a["predictions"][head]) - np.array(b["predictions"][head])).max() <= 1e-5
     assert (tmp_path / "fast" / "cuts.csv").read_text() == (tmp_path / "eager" / "cuts.csv").read_text()
+
+
+def test_files_that_start_late_and_a_name_too_long(tmp_path):
+    """Found by a stress run: a Matroska file starting at 10 s was taken for
+    truncated, the segments of a file starting at 100 s were sought 100 s too
+    far, and a name too long for its results left a lone CSV."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for name, offset, seconds in (("late.mkv", 10, 4), ("late_split.mp4", 100, 12)):
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={seconds}", "-c:v", "libx264",
+               "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-output_ts_offset", str(offset),
+               str(folder / name))
+    long_name = "L" * 245 + ".mp4"
+    shutil.copyfile(folder / "late_split.mp4", folder / long_name)
+    proc = run_step3("--input-dir", folder, "--log-dir", tmp_path / "logs", "--num-workers", "2",
+                     env_extra={"STEP3_SEGMENT_FRAMES": "100"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert lines(proc, "WARNING:") == []
+    failed = lines(proc, "FAILED:")
+    assert len(failed) == 1 and failed[0].startswith(f"FAILED: 1/3: {long_name}: the result file name would be too long")
+    late = load_json(folder / "late.scenes.json")
+    assert late["video"]["frame_count"] == 100 and late["video"]["duration_s"] == pytest.approx(4.0, abs=0.1)
+    split = load_json(folder / "late_split.scenes.json")
+    assert split["video"]["frame_count"] == 300 and split["video"]["decoded_in_segments"] >= 3
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [long_name, "late.mkv", "late.csv", "late.scenes.json", "late_split.mp4", "late_split.csv",
+         "late_split.scenes.json"])

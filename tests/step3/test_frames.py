@@ -96,3 +96,92 @@ def test_truncated_file_fails_instead_of_giving_half_a_result(tmp_path, sample_v
         pass
     with pytest.raises(decoder.DecodeError, match=r"truncated or damaged: decoding stopped at \d+\.\d s of 40\.\d s"):
         reader.finish()
+
+
+# -- files that start late, odd containers, odd names (found by a stress run) ---------
+def offset_clip(path: Path, offset: float, seconds: int = 4, size: str = "160x90", gop: int = 25) -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}", "-c:v", "libx264",
+           "-preset", "ultrafast", "-g", str(gop), "-pix_fmt", "yuv420p", "-output_ts_offset", str(offset),
+           str(path))
+    return path
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4", "ts"])
+def test_a_file_that_starts_late_is_whole_not_truncated(tmp_path, container):
+    """Matroska declares the end timestamp as its duration: 14 s for 4 s of
+    video starting at 10 s. The decoded 100 frames must pass as complete."""
+    clip = offset_clip(tmp_path / f"late.{container}", 10)
+    info, frames, report = decode_all(clip)
+    assert report.frame_count == frames.shape[0] == 100
+    assert info.start_time >= 10.0
+    assert info.duration == pytest.approx(4.0, abs=0.1)
+    assert info.expected_frames == pytest.approx(100, abs=3)
+    assert np.array_equal(frames, reference_frames(clip))
+
+
+def test_segments_of_a_file_that_starts_late_are_its_frames(tmp_path):
+    """ffmpeg seeks from the file's first timestamp: each segment must start
+    on its own keyframe and the segments together be the whole video."""
+    clip = offset_clip(tmp_path / "late.mp4", 100, seconds=12, gop=50)
+    info, segments = decoder.plan_video(clip, split_frames=100)
+    assert len(segments) >= 3
+    whole = decode_all(clip)[1]
+    parts = []
+    for seg in segments:
+        reader = decoder.FrameReader(info, threads=1, start=seg["start"], max_frames=seg["frames"])
+        chunks = []
+        while (chunk := reader.read()) is not None:
+            chunks.append(chunk)
+        report = reader.finish(whole_video=False)
+        assert report.frame_count == (seg["frames"] or 300 - seg["first"])
+        if seg["start"] is not None:
+            assert report.timestamps[0] == pytest.approx(seg["start"], abs=1e-3)
+        parts.append(np.concatenate(chunks))
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_a_timestamp_jump_in_mpeg_ts_is_no_truncation(tmp_path):
+    """MPEG-TS only estimates its duration (here from timestamps 500 s apart);
+    ffmpeg makes the jump continuous, so the decoded span is short."""
+    a = offset_clip(tmp_path / "a.ts", 1, seconds=3)
+    b = offset_clip(tmp_path / "b.ts", 500, seconds=3)
+    joined = tmp_path / "jump.ts"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    info, frames, report = decode_all(joined)
+    assert not info.declares_duration
+    assert report.frame_count == 150
+
+
+def test_variable_frame_rate_output_is_not_a_decoding_error(tmp_path):
+    # 10 fps then 30 fps: the rawvideo muxer logs equal timestamps as errors.
+    parts = []
+    for i, rate in enumerate((10, 30)):
+        parts.append(tmp_path / f"p{i}.mp4")
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=160x90:rate={rate}:duration=2", "-c:v", "libx264",
+               "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(parts[-1]))
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    vfr = tmp_path / "vfr.mp4"
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(vfr))
+    _, frames, report = decode_all(vfr)
+    assert frames.shape[0] == 80
+    assert report.error_count == 0, report.error_messages
+
+
+def test_a_named_pipe_or_device_is_not_a_video(tmp_path):
+    import os
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a named pipe\)$"):
+        decoder.probe(fifo)
+    device = tmp_path / "zero.mp4"
+    device.symlink_to("/dev/zero")
+    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a device\)$"):
+        decoder.probe(device)
+
+
+def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch, sample_video):
+    ffmpeg("-i", str(sample_video), "-t", "2", "-c", "copy", str(tmp_path / "file:clip.mp4"))
+    monkeypatch.chdir(tmp_path)
+    _, frames, _ = decode_all(Path("file:clip.mp4"))
+    assert frames.shape[0] > 0 and np.array_equal(frames, reference_frames(tmp_path / "file:clip.mp4"))

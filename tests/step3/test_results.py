@@ -124,3 +124,47 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     other = touch(tmp_path / "keep.csv")
     assert results.remove_stale_temporaries([tmp_path]) == [stale]
     assert mine.exists() and other.exists() and not stale.exists()
+
+
+def test_linked_folders_are_searched_once_and_loops_end(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    touch(elsewhere / "far.mp4")
+    root = tmp_path / "projects"
+    touch(root / "near.mp4")
+    (root / "link").symlink_to(elsewhere)
+    (root / "again").symlink_to(elsewhere)  # the same folder by a second name
+    (root / "loop").symlink_to(root)        # a link back up
+    found = [p.relative_to(root).as_posix() for p in results.find_videos(root, [".mp4"])]
+    assert found == ["near.mp4", "again/far.mp4"]
+
+
+def test_a_result_name_too_long_for_the_file_system_is_found_before_work(tmp_path):
+    video = touch(tmp_path / ("L" * 245 + ".mp4"))
+    paths = results.result_paths(video, [video])
+    problem = results.name_problem(paths)
+    assert problem is not None and "too long (257 bytes, the file system allows 255)" in problem
+    short = touch(tmp_path / "ok.mp4")
+    assert results.name_problem(results.result_paths(short, [short])) is None
+
+
+def test_a_json_that_cannot_be_written_takes_its_csv_with_it(tmp_path, monkeypatch):
+    """The CSV goes first; if the JSON (the completion marker) then fails, no
+    lone CSV stays to be taken for the video's scenes."""
+    video = touch(tmp_path / "v.mp4")
+    paths = results.result_paths(video, [video])
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError(28, "No space left on device", src, None, dst)
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError) as info:
+        results.write_results(paths, "No\n1\n", {"threshold": 0.5})
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+    assert results.describe_write_error(info.value) == "cannot write results: No space left on device (v.scenes.json)"
+
+
+def test_a_write_error_on_a_temporary_names_the_folder(tmp_path):
+    error = OSError(13, "Permission denied", str(tmp_path / f"{results.TEMP_PREFIX}12-abc.part"))
+    assert results.describe_write_error(error) == f"cannot write results: Permission denied (in {tmp_path})"

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import stat
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ PIPE_SIZE = 1 << 20
 MIN_COVERAGE = 0.9
 
 _PTS_RE = re.compile(r"\bn:\s*\d+\s+pts:\s*\S+\s+pts_time:(\S+)")
+# Containers whose header declares the length (ffprobe's format_name tokens).
+DECLARED_DURATION_FORMATS = {"mov", "mp4", "matroska", "webm", "avi", "asf", "flv", "mxf"}
+# Messages ffmpeg logs at error level that are no decoding error: the rawvideo
+# muxer complains about equal timestamps of variable-frame-rate input, which
+# it fixes itself (every frame is still written, in order).
+HARMLESS_ERRORS = ("non monotonically increasing dts",)
 
 
 class DecodeError(Exception):
@@ -53,6 +60,12 @@ class VideoInfo:
     fps_fraction: str
     duration: Optional[float]
     expected_frames: Optional[int]
+    # The first timestamp of the file (ffmpeg's seeks are relative to it).
+    start_time: float = 0.0
+    # Whether the container declares its length (MP4, Matroska, AVI...), so that
+    # stopping well short of it means damage. MPEG-TS, MPEG-PS and raw streams
+    # only estimate it (from the last timestamp or the bit rate).
+    declares_duration: bool = True
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -112,11 +125,16 @@ def _tag_duration(tags: dict) -> Optional[float]:
 
 def check_readable(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise DecodeError("file not found") from None
     except OSError as exc:
         raise DecodeError(f"cannot access file: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+        raise DecodeError(f"not a regular file ({kind})")
+    size = st.st_size
     if size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
@@ -131,7 +149,8 @@ def check_readable(path: Path) -> None:
 def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
     """Read the container with ffprobe; raise DecodeError if it holds no decodable video."""
     check_readable(path)
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+           os.path.abspath(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -155,14 +174,23 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
         raise DecodeError(f"video stream has no picture size (codec {s.get('codec_name', '?')})")
 
     rate = _fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate"))
-    duration = (_duration(s.get("duration")) or _tag_duration(s.get("tags"))
-                or _duration((data.get("format") or {}).get("duration")))
+    fmt = data.get("format") or {}
+    start = _start_time(fmt.get("start_time"), s.get("start_time"))
+    duration = _duration(s.get("duration"))  # a stream's own duration is a length
+    if duration is None:
+        # A Matroska DURATION tag, or the container's duration, can be the end
+        # timestamp instead (ffmpeg writes them so for a file that starts late):
+        # take the shorter reading, so that a good file never looks truncated.
+        duration = _tag_duration(s.get("tags")) or _duration(fmt.get("duration"))
+        if duration and 0 < start < duration:
+            duration -= start
     try:
         expected = int(s["nb_frames"])
     except (KeyError, TypeError, ValueError):
         expected = None
     if (not expected or expected <= 0) and duration and rate:
         expected = int(round(duration * float(rate)))
+    formats = set(str(fmt.get("format_name", "")).split(","))
     return VideoInfo(
         path=path,
         stream_index=int(s.get("index", 0)),
@@ -173,11 +201,27 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
         fps_fraction=f"{rate.numerator}/{rate.denominator}" if rate else "0/1",
         duration=duration,
         expected_frames=expected if expected and expected > 0 else None,
+        start_time=start,
+        declares_duration=bool(formats & DECLARED_DURATION_FORMATS),
     )
 
 
+def _start_time(*values) -> float:
+    for value in values:
+        try:
+            t = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(t):
+            return t
+    return 0.0
+
+
 def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = None,
-                   start: Optional[float] = None, max_frames: Optional[int] = None) -> List[str]:
+                   start: Optional[float] = None, max_frames: Optional[int] = None,
+                   origin: float = 0.0) -> List[str]:
+    """``start`` is a frame's timestamp as ffprobe reports it; ffmpeg's ``-ss``
+    counts from the file's first timestamp, ``origin``."""
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
     if threads:
         # The scaler is slice-threaded over every core by default: beside other
@@ -186,10 +230,12 @@ def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = N
         cmd += ["-threads", str(threads), "-filter_threads", str(threads)]
     if start is not None:
         # A segment of a long video: seek to its first keyframe (input seeking is
-        # frame-accurate when decoding) and keep the original timestamps.
-        cmd += ["-copyts", "-ss", repr(float(start))]
+        # frame-accurate when decoding) and keep the original timestamps. Both
+        # timestamps are whole microseconds, as is ffmpeg's seek target.
+        cmd += ["-copyts", "-ss", f"{max(0.0, float(start) - origin):.6f}"]
     cmd += [
-        "-i", str(path),
+        # Absolute: a relative name with a colon ("a:b.mp4") would be a protocol.
+        "-i", os.path.abspath(path),
         "-map", f"0:{stream_index}", "-an", "-sn", "-dn",
         "-fps_mode", "passthrough",
         "-vf", f"scale={WIDTH}:{HEIGHT},showinfo=checksum=0",
@@ -218,7 +264,7 @@ class FrameReader:
         self._tail: List[str] = []
         self.frames_read = 0
         self._proc = subprocess.Popen(
-            ffmpeg_command(info.path, info.stream_index, threads, start, max_frames),
+            ffmpeg_command(info.path, info.stream_index, threads, start, max_frames, info.start_time),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
         # A bigger pipe means fewer wake-ups of ffmpeg and of this process.
@@ -244,7 +290,7 @@ class FrameReader:
                     except ValueError:
                         self._timestamps.append(float("nan"))
                 continue
-            if "[error]" in line or "[fatal]" in line:
+            if ("[error]" in line or "[fatal]" in line) and not any(h in line for h in HARMLESS_ERRORS):
                 self._error_count += 1
                 if len(self._errors) < 20:
                     self._errors.append(_one_line(re.sub(r"\[(error|fatal)\]\s*", "", line)))
@@ -328,7 +374,7 @@ class FrameReader:
 
 def check_coverage(info: VideoInfo, timestamps: List[float], cause: str = "") -> None:
     """Raise DecodeError if the decoded frames stop well short of the declared duration."""
-    if not timestamps or not info.duration or info.duration <= 1.0:
+    if not info.declares_duration or not timestamps or not info.duration or info.duration <= 1.0:
         return
     step = 1.0 / info.fps if info.fps > 0 else 0.0
     span = timestamps[-1] - timestamps[0] + step
@@ -361,7 +407,7 @@ def plan_segments(info: VideoInfo, target_frames: int, timeout: float = 120.0) -
     timestamps don't allow it.
     """
     cmd = ["ffprobe", "-v", "error", "-select_streams", str(info.stream_index), "-show_entries",
-           "packet=pts_time,flags", "-of", "csv=p=0", str(info.path)]
+           "packet=pts_time,flags", "-of", "csv=p=0", os.path.abspath(info.path)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
     except (OSError, subprocess.TimeoutExpired):

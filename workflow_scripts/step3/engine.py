@@ -303,7 +303,11 @@ class Engine:
         try:
             self._pool = DecodePool(self.workers, RING_FRAMES)
             for job in todo:
-                self._plan(job)
+                problem = results.name_problem(job.paths)
+                if problem:
+                    self._fail(job, problem)
+                else:
+                    self._plan(job)
             while self._unfinished and self._load_failed is None:
                 self._collect_plans()
                 self._assign_tasks()
@@ -420,8 +424,15 @@ class Engine:
         job, _, seg_index = entry
         if kind == "done":
             job.segments[seg_index].report = message[2]
-        elif kind == "failed":
-            if message[2] != "cancelled":
+        elif kind == "failed" and message[2] != "cancelled":
+            seg = job.segments[seg_index]
+            if len(job.segments) > 1:
+                # Possibly the split's fault (an odd file's keyframes or timestamps):
+                # one piece decides; a damaged file then fails with its own cause.
+                self.log.warning(f"{job.name}: the segment at frame {seg.first} failed to decode "
+                                 f"({message[2]}): decoding the video in one piece")
+                self._restart(job, allow_segments=False)
+            else:
                 self._fail(job, message[2])
 
     def _read_chunks(self, job: Job) -> None:
@@ -473,8 +484,11 @@ class Engine:
         if seg.frames is None or (got == seg.frames and (seg.start is None or abs(first - seg.start) < 1e-3)):
             return True
         # The keyframe plan and the decoder disagree (an odd file): decode it in one piece.
-        self.log.warning(f"{job.name}: segment at frame {seg.first} gave {got} frames instead of "
-                         f"{seg.frames}: decoding the video in one piece")
+        if got != seg.frames:
+            what = f"gave {got} frames instead of {seg.frames}"
+        else:
+            what = f"started at {first:.3f} s instead of {seg.start:.3f} s" if first is not None else "gave no frame"
+        self.log.warning(f"{job.name}: the segment at frame {seg.first} {what}: decoding the video in one piece")
         self._restart(job, allow_segments=False)
         return False
 
@@ -630,7 +644,7 @@ class Engine:
         try:
             self._write(job)
         except OSError as exc:
-            self._fail(job, f"cannot write results: {exc.strerror or exc} ({exc.filename or ''})".rstrip(" ()"))
+            self._fail(job, results.describe_write_error(exc))
             return
         except Exception as exc:
             self._fail(job, f"unexpected error while writing results: {type(exc).__name__}: {exc}")

@@ -98,10 +98,6 @@ def apply_weights(model: torch.nn.Module, state: dict, weights_path: Path) -> No
         raise WeightsError(f"weights file {weights_path} does not fit TransNetV2: {first}") from None
 
 
-def load_weights(model: torch.nn.Module, weights_path: Path) -> None:
-    apply_weights(model, read_weights(weights_path), weights_path)
-
-
 class Backend:
     """The model on one device with one precision. ``__call__`` takes a uint8
     ``[B, 100, 27, 48, 3]`` array and returns ``[B, 2, 50]`` probabilities

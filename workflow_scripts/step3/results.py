@@ -112,12 +112,46 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def write_results(paths: ResultPaths, csv_content: str, metadata: dict) -> None:
     data = csv_content.encode("utf-8")
-    write_atomic(paths.csv, data)
     metadata = dict(metadata)
     metadata["csv"] = {"file": paths.csv.name, "sha256": hashlib.sha256(data).hexdigest()}
     metadata["format"] = FORMAT
     metadata["complete"] = True
-    write_atomic(paths.json, (json.dumps(metadata, separators=(",", ":")) + "\n").encode("utf-8"))
+    marker = (json.dumps(metadata, separators=(",", ":")) + "\n").encode("utf-8")
+    write_atomic(paths.csv, data)
+    try:
+        write_atomic(paths.json, marker)
+    except BaseException:
+        # No CSV without its JSON: the video failed, and a lone CSV would be
+        # taken for its scenes.
+        try:
+            paths.csv.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def name_problem(paths: ResultPaths) -> Optional[str]:
+    """Why the result files cannot be created under their names, or None."""
+    for path in (paths.csv, paths.json):
+        size = len(os.fsencode(path.name))
+        try:
+            limit = os.pathconf(path.parent, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            limit = 255
+        if size > limit:
+            return (f"the result file name would be too long ({size} bytes, the file system allows "
+                    f"{limit}): shorten the video's name")
+    return None
+
+
+def describe_write_error(exc: OSError) -> str:
+    """"cannot write results: <cause> (<file>)", naming the result, not a temporary."""
+    target = exc.filename2 or exc.filename
+    where = ""
+    if target:
+        target = Path(os.fsdecode(target))
+        where = f" (in {target.parent})" if target.name.startswith(TEMP_PREFIX) else f" ({target.name})"
+    return f"cannot write results: {exc.strerror or exc}{where}"
 
 
 def remove_stale_results(video: Path, paths: ResultPaths) -> List[Path]:
@@ -183,7 +217,8 @@ class FolderError(Exception):
 def find_videos(root: Path, extensions: Sequence[str],
                 on_unreadable: Optional[Callable[[Path, str], None]] = None) -> List[Path]:
     """Videos under ``root`` (recursively, extensions case-insensitive), or ``root``
-    itself if it is a file. Sorted for a stable order; hidden files are skipped.
+    itself if it is a file. Sorted for a stable order; hidden files are skipped;
+    linked folders are followed.
     A sub-folder that cannot be read is reported to ``on_unreadable(folder, cause)``
     and skipped; an unreadable ``root`` raises FolderError."""
     exts = {e.lower() for e in extensions}
@@ -197,7 +232,15 @@ def find_videos(root: Path, extensions: Sequence[str],
         if on_unreadable is not None:
             on_unreadable(Path(error.filename), error.strerror or str(error))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+    # Linked folders are followed (a projects folder often gathers links to
+    # where the videos are), each real folder once: no loops, no video twice.
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
