@@ -519,6 +519,9 @@ def test_files_that_start_late_and_a_name_too_long(tmp_path):
     assert late["video"]["frame_count"] == 100 and late["video"]["duration_s"] == pytest.approx(4.0, abs=0.1)
     split = load_json(folder / "late_split.scenes.json")
     assert split["video"]["frame_count"] == 300 and split["video"]["decoded_in_segments"] >= 3
+    # One scene each, timed from the first frame (the segments' timestamps join up).
+    assert read_csv_rows(folder / "late.csv")[1:] == [["1", "00:00:00.000", "00:00:04.000", "1", "100"]]
+    assert read_csv_rows(folder / "late_split.csv")[1:] == [["1", "00:00:00.000", "00:00:12.000", "1", "300"]]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [long_name, "late.mkv", "late.csv", "late.scenes.json", "late_split.mp4", "late_split.csv",
          "late_split.scenes.json"])

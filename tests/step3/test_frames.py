@@ -126,9 +126,10 @@ def test_segments_of_a_file_that_starts_late_are_its_frames(tmp_path):
     info, segments = decoder.plan_video(clip, split_frames=100)
     assert len(segments) >= 3
     whole = decode_all(clip)[1]
-    parts = []
+    parts, stamps = [], []
     for seg in segments:
-        reader = decoder.FrameReader(info, threads=1, start=seg["start"], max_frames=seg["frames"])
+        # As the decoder processes run them: every segment keeps the file's timestamps.
+        reader = decoder.FrameReader(info, threads=1, start=seg["start"], max_frames=seg["frames"], absolute=True)
         chunks = []
         while (chunk := reader.read()) is not None:
             chunks.append(chunk)
@@ -137,7 +138,10 @@ def test_segments_of_a_file_that_starts_late_are_its_frames(tmp_path):
         if seg["start"] is not None:
             assert report.timestamps[0] == pytest.approx(seg["start"], abs=1e-3)
         parts.append(np.concatenate(chunks))
+        stamps += report.timestamps
     assert np.array_equal(np.concatenate(parts), whole)
+    # The segments join up: 300 frames 1/25 s apart from the file's first timestamp.
+    assert np.allclose(stamps, info.start_time + np.arange(300) / 25.0, atol=1e-3)
 
 
 def test_a_timestamp_jump_in_mpeg_ts_is_no_truncation(tmp_path):

@@ -79,7 +79,10 @@ def _run_task(task: dict, ring: np.ndarray, slots: int, slot: int, conn, free, c
         info = decoder.VideoInfo(**task["info"])
         frames, start = task.get("frames"), task.get("start")
         threads = task.get("threads") or decoder.default_decoder_threads(info, task.get("workers", 1))
-        reader = decoder.FrameReader(info, threads=threads, chunk=CHUNK_FRAMES, start=start, max_frames=frames)
+        # The segments of a split video (each with a frame count) all keep the
+        # file's own timestamps, the first one too, so that they join up.
+        reader = decoder.FrameReader(info, threads=threads, chunk=CHUNK_FRAMES, start=start, max_frames=frames,
+                                     absolute=frames is not None)
         while True:
             chunk = reader.read()
             if chunk is None:

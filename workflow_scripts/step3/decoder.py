@@ -219,20 +219,23 @@ def _start_time(*values) -> float:
 
 def ffmpeg_command(path: Path, stream_index: int = 0, threads: Optional[int] = None,
                    start: Optional[float] = None, max_frames: Optional[int] = None,
-                   origin: float = 0.0) -> List[str]:
+                   origin: float = 0.0, absolute: bool = False) -> List[str]:
     """``start`` is a frame's timestamp as ffprobe reports it; ffmpeg's ``-ss``
-    counts from the file's first timestamp, ``origin``."""
+    counts from the file's first timestamp, ``origin``. Timestamps come out
+    as in the file with ``absolute`` (always with ``start``), else from 0."""
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"]
     if threads:
         # The scaler is slice-threaded over every core by default: beside other
         # decoders that is a crowd of threads syncing on each 27-row frame (the
         # output is the same whatever the slicing).
         cmd += ["-threads", str(threads), "-filter_threads", str(threads)]
+    if start is not None or absolute:
+        cmd += ["-copyts"]
     if start is not None:
         # A segment of a long video: seek to its first keyframe (input seeking is
-        # frame-accurate when decoding) and keep the original timestamps. Both
-        # timestamps are whole microseconds, as is ffmpeg's seek target.
-        cmd += ["-copyts", "-ss", f"{max(0.0, float(start) - origin):.6f}"]
+        # frame-accurate when decoding). Both timestamps are whole microseconds,
+        # as is ffmpeg's seek target.
+        cmd += ["-ss", f"{max(0.0, float(start) - origin):.6f}"]
     cmd += [
         # Absolute: a relative name with a colon ("a:b.mp4") would be a protocol.
         "-i", os.path.abspath(path),
@@ -255,7 +258,7 @@ class FrameReader:
     """
 
     def __init__(self, info: VideoInfo, threads: Optional[int] = None, chunk: int = 128,
-                 start: Optional[float] = None, max_frames: Optional[int] = None):
+                 start: Optional[float] = None, max_frames: Optional[int] = None, absolute: bool = False):
         self.info = info
         self.chunk = chunk
         self._timestamps: List[float] = []
@@ -264,7 +267,8 @@ class FrameReader:
         self._tail: List[str] = []
         self.frames_read = 0
         self._proc = subprocess.Popen(
-            ffmpeg_command(info.path, info.stream_index, threads, start, max_frames, info.start_time),
+            ffmpeg_command(info.path, info.stream_index, threads, start, max_frames, info.start_time,
+                           absolute),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
         )
         # A bigger pipe means fewer wake-ups of ffmpeg and of this process.
