@@ -189,3 +189,9 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     _, frames, _ = decode_all(Path("file:clip.mp4"))
     assert frames.shape[0] > 0 and np.array_equal(frames, reference_frames(tmp_path / "file:clip.mp4"))
+
+
+def test_a_folder_is_not_a_video(tmp_path):
+    (tmp_path / "x.mp4").mkdir()
+    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a folder\)$"):
+        decoder.probe(tmp_path / "x.mp4")

@@ -131,8 +131,9 @@ def check_readable(path: Path) -> None:
     except OSError as exc:
         raise DecodeError(f"cannot access file: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else \
-            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+        mode = st.st_mode
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
         raise DecodeError(f"not a regular file ({kind})")
     size = st.st_size
     if size == 0:
