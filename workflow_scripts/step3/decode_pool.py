@@ -160,7 +160,8 @@ class Worker:
             pass
 
     def close(self, timeout: float = 5.0) -> None:
-        self.ask_to_stop()
+        if self.process.is_alive():
+            self.ask_to_stop()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()

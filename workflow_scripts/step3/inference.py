@@ -178,6 +178,7 @@ class Predictor:
         self.load_seconds = 0.0
         self._choice: Optional[DeviceChoice] = None
         self._state: Optional[dict] = None  # the weights, kept for a CPU stand-in built later
+        self._checked: Optional[torch.nn.Module] = None  # the model prepare() loaded them into
         self._prepare_seconds = 0.0
 
     @property
@@ -197,8 +198,10 @@ class Predictor:
         return "fp32"
 
     def _make_backend(self, device: torch.device, fallback: bool = False) -> Backend:
-        model = TransNetV2()
-        apply_weights(model, self._state, self.weights_path)
+        model, self._checked = self._checked, None
+        if model is None:
+            model = TransNetV2()
+            apply_weights(model, self._state, self.weights_path)
         model.eval()
         model = model.to(device)
         precision = self._precision_for(device)
@@ -237,7 +240,9 @@ class Predictor:
         if self.cpu_threads != "auto":
             torch.set_num_threads(int(self.cpu_threads))
         self._state = read_weights(self.weights_path)
-        apply_weights(TransNetV2(), self._state, self.weights_path)  # does it fit? (0.1 s)
+        # Do they fit? The model that shows it becomes the first backend's.
+        self._checked = TransNetV2()
+        apply_weights(self._checked, self._state, self.weights_path)
         try:
             cuda_ok = torch.cuda.is_available()
             choice = select_device(
