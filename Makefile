@@ -19,12 +19,12 @@ system:
 venvs: env/.installed transnet_env/.installed
 
 # A venv is rebuilt only when its requirements file changes.
-env/.installed: requirements/env.txt
+env/.installed: requirements/env.txt stepkit/pyproject.toml
 	@test -x $(ENV_PY) || $(PYTHON) -m venv env
 	$(ENV_PY) -m pip install -q -r requirements/env.txt
 	@touch $@
 
-transnet_env/.installed: requirements/transnet_env.txt
+transnet_env/.installed: requirements/transnet_env.txt stepkit/pyproject.toml
 	@test -x $(TN_PY) || $(PYTHON) -m venv transnet_env
 	$(TN_PY) -m pip install -q -r requirements/transnet_env.txt
 	@touch $@
