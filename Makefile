@@ -33,7 +33,7 @@ transnet_env/.installed: requirements/transnet_env.txt stepkit/pyproject.toml
 demo: $(DEMO_VIDEO)
 $(DEMO_VIDEO): transnet_env/.installed
 	@mkdir -p $(dir $@)
-	$(TN_PY) -c "import shutil, sys; sys.path.insert(0, 'workflow_scripts/step3'); import assets; shutil.copyfile(assets.sample_video_path(), '$@')"
+	$(TN_PY) -c "import shutil, sys; sys.path.insert(0, 'workflow_scripts/step3'); from shots.model import weights; shutil.copyfile(weights.sample_video_path(), '$@')"
 
 run: setup
 	$(ENV_PY) app.py --host $(HOST) --port $(PORT) --projects-dir $(PROJECTS_DIR)

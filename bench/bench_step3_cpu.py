@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchlib import SCRIPT, ffmpeg, frame_count, machine, run_measured, table
 
-import assets  # noqa: E402
+from shots.model import weights as assets  # noqa: E402
 
 
 def engine_run(folder: Path, logs: Path, *extra):

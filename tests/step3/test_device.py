@@ -1,5 +1,5 @@
 """Device selection: one clear line for each case."""
-from inference import DeviceChoice, select_device
+from shots.model.predictor import DeviceChoice, select_device
 
 
 def test_cpu_forced_by_config():
@@ -32,8 +32,8 @@ def test_missing_cuda_index_warns_and_uses_cpu():
 
 
 def test_decoder_processes_for_auto_follow_the_model_s_device():
-    from decode_pool import cpu_count
-    from engine import decoder_processes
+    from shots.frames.ffmpeg_pool import cpu_count
+    from shots.engine import decoder_processes
     assert decoder_processes(3, "cuda") == 3 and decoder_processes(1, "cpu") == 1
     assert decoder_processes("auto", "cpu") == 1  # the CPU model needs the cores
     assert decoder_processes("auto", "cuda") == max(1, min(32, cpu_count() - 1))

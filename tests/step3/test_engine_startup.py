@@ -9,12 +9,12 @@ import psutil
 import pytest
 import torch
 
-import decode_pool
-import engine
-import inference
+from shots.frames import ffmpeg_pool as decode_pool
+from shots import engine
+from shots.model import predictor as inference
 from conftest import copy_to, load_json
-from progress import Reporter
-from settings import load_config
+from shots.report import Reporter
+from shots.config import load_config
 
 
 def run_engine(folder, logs, *args):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import decoder
+from shots.frames import ffmpeg_decoder as decoder
 from conftest import ffmpeg, reference_frames
 
 

@@ -83,9 +83,9 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_output(weights_path, 
     the batch until it fits, and the output is the one a sane batch gives."""
     import io
     from conftest import reference_frames
-    from inference import Predictor
-    from progress import Reporter
-    from windows import WindowBuilder
+    from shots.model.predictor import Predictor
+    from shots.report import Reporter
+    from shots.windows import WindowBuilder
 
     frames = reference_frames(media["cuts"])
     builder = WindowBuilder()

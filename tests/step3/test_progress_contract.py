@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-import progress
+from shots import report as progress
 from conftest import REPO
-from progress import Reporter
+from shots.report import Reporter
 
 PATTERNS = next(s for s in json.loads((REPO / "config" / "workflow.json").read_text())["steps"]
                 if s["id"] == "step3")["progress_patterns"]

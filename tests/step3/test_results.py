@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import results
+from shots import results
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-import scenes
-import windows
-from windows import WindowBuilder
+from shots import scenes
+from shots import windows
+from shots.windows import WindowBuilder
 
 
 def official_windows(frames: np.ndarray) -> list:

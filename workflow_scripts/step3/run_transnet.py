@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from malloc_arenas import limit_arenas  # noqa: E402
-from progress import Reporter  # noqa: E402
-from settings import ConfigError, load_config  # noqa: E402
+from shots.malloc_arenas import limit_arenas  # noqa: E402
+from shots.report import Reporter  # noqa: E402
+from shots.config import ConfigError, load_config  # noqa: E402
 
 
 def _terminate(signum, _frame):
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         print(f"ERROR: config: {exc}", flush=True)
         return 2
 
-    import engine  # after the config is valid: a usage error costs no imports
+    from shots import engine  # after the config is valid: a usage error costs no imports
 
     reporter = Reporter() if config.dry_run else Reporter.with_log(Path(config.log_dir))
     try:

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-import decoder
+from shots.frames import ffmpeg_decoder as decoder
 
 FRAME_SHAPE = (decoder.HEIGHT, decoder.WIDTH, decoder.CHANNELS)
 CHUNK_FRAMES = 128

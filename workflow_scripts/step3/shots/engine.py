@@ -33,14 +33,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-import decoder
-import results
-import scenes as scenes_mod
-import windows as win
-from assets import AssetError, default_weights_path
-from decode_pool import cpu_count
-from progress import Reporter
-from settings import Config
+from shots.frames import ffmpeg_decoder as decoder
+from shots import results
+from shots import scenes as scenes_mod
+from shots import windows as win
+from shots.model.weights import AssetError, default_weights_path
+from shots.frames.ffmpeg_pool import cpu_count
+from shots.report import Reporter
+from shots.config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A video that takes a decoder longer than this is split into segments of about
@@ -247,7 +247,7 @@ class Engine:
         """Choose the device and read the weights; the model itself is built and
         warmed up by the inference thread while the first videos decode."""
         # Imported here so that a dry run or a run with nothing to do never loads torch.
-        import inference
+        from shots.model import predictor as inference
         try:
             self.weights_path = self._resolve_weights()
         except AssetError as exc:
@@ -269,8 +269,8 @@ class Engine:
     def _process(self, todo: List[Job]) -> Optional[int]:
         """Decode, predict and write every video; an exit code if the model
         could not be loaded (then nothing was written)."""
-        from decode_pool import DecodePool
-        import inference
+        from shots.frames.ffmpeg_pool import DecodePool
+        from shots.model import predictor as inference
         self._DeviceFailure = inference.DeviceFailure
         self._tasks: Dict[int, tuple] = {}  # task id -> (job, generation, segment index)
         self._next_task = 0
@@ -598,7 +598,7 @@ class Engine:
                 self._maybe_finish(job)
 
     def _model_loaded(self, error: Optional[BaseException]) -> None:
-        import inference
+        from shots.model import predictor as inference
         if error is None:
             self._model_ready = True
             # A GPU that failed while loading leaves a CPU model: decoders as for one.

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "step3_transnet.json"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "step3_transnet.json"
 VIDEO_EXTENSIONS = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"]
 AUTO = "auto"
 

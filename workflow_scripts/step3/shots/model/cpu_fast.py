@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from transnetv2_pytorch import TransNetV2, check_frames, neighbour_similarities
+from shots.model.network import TransNetV2, check_frames, neighbour_similarities
 
 # Interpolation points of the Winograd transforms F(m x m, 3x3), besides infinity:
 # the usual small ones, which keep the fp32 rounding error low.
