@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from stepkit.videos import VIDEO_EXTENSIONS
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "config" / "step3_transnet.json"
-VIDEO_EXTENSIONS = [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"]
 AUTO = "auto"
 
 
@@ -29,6 +30,10 @@ class Config:
     batch_size: Union[int, str] = AUTO
     num_workers: Union[int, str] = 1
     decoder_threads: Union[int, str] = AUTO
+    # How long videos are split for the decoders (tuning; the tests shorten segments).
+    segment_seconds: float = 1.0
+    segment_frames: Optional[int] = None
+    readahead_frames: Union[int, str] = AUTO
     cpu_threads: Union[int, str] = AUTO
     mixed_precision: bool = False
     cpu_fast: bool = True
@@ -73,6 +78,17 @@ def _int(minimum: int, maximum: int):
     return check
 
 
+def _optional_int(minimum: int, maximum: int):
+    check = _int(minimum, maximum)
+    return lambda key, value: None if value is None else check(key, value)
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= float(value) <= 3600:
+        raise ConfigError(f"'{key}' must be a number of seconds between 0.05 and 3600, got {value!r}")
+    return float(value)
+
+
 def _threshold(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"'{key}' must be a number between 0 and 1, got {value!r}")
@@ -113,6 +129,9 @@ VALIDATORS = {
     "batch_size": _int_or_auto(1, 4096),
     "num_workers": _int_or_auto(1, 64),
     "decoder_threads": _int_or_auto(1, 64),
+    "segment_seconds": _seconds,
+    "segment_frames": _optional_int(50, 10_000_000),
+    "readahead_frames": _int_or_auto(0, 10_000_000),
     "cpu_threads": _int_or_auto(1, 512),
     "mixed_precision": _bool,
     "cpu_fast": _bool,
@@ -133,6 +152,11 @@ HELP = {
     "num_workers": "decoder processes (each runs ffmpeg on one video or segment), or auto: 1 when "
                    "the model runs on the CPU, one per spare core beside a GPU",
     "decoder_threads": "threads of each ffmpeg decoder, or auto",
+    "segment_seconds": "with several decoders, a video that takes one decoder longer than this is split at "
+                       "keyframes into segments of about this much decoding, decoded in parallel",
+    "segment_frames": "split into segments of this many frames instead (null: by segment_seconds)",
+    "readahead_frames": "frames of later segments copied out of the decoders' shared memory before "
+                        "their turn (0: none), or auto: 4096 per decoder",
     "cpu_threads": "PyTorch threads when the model runs on the CPU, or auto",
     "mixed_precision": "fp16 autocast on CUDA, bf16 on CPUs that support it",
     "cpu_fast": "on the CPU, run the same model with Winograd kernels (~2x faster, same results)",
@@ -170,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         if f.type is bool or f.type == "bool":
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=HELP[f.name])
-        elif f.name == "threshold":
+        elif f.name in ("threshold", "segment_seconds"):
             parser.add_argument(flag, dest=f.name, type=float, help=HELP[f.name])
         else:
             parser.add_argument(flag, dest=f.name, help=HELP[f.name])
@@ -198,7 +222,8 @@ def _from_command_line(key: str, value: Any) -> Any:
         return value
     if key == "extensions":
         return [v for v in value.split(",") if v.strip()]
-    if key in ("batch_size", "num_workers", "decoder_threads", "cpu_threads"):
+    if key in ("batch_size", "num_workers", "decoder_threads", "cpu_threads", "segment_frames",
+               "readahead_frames"):
         text = value.strip()
         return int(text) if text.lstrip("-").isdigit() else text
     return value
