@@ -7,6 +7,13 @@ latest state of each, so bursts coalesce instead of queueing.
 """
 import threading
 
+STEP_TOPIC = "step:"
+
+
+def topic_of(step_id: str) -> str:
+    """The topic a step's card listens to."""
+    return f"{STEP_TOPIC}{step_id}"
+
 
 class EventBus:
     def __init__(self):

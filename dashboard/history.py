@@ -9,6 +9,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from .status import RunStatus, SequenceStatus
+
 SCHEMA_VERSION = 2
 # Columns added since version 1: (name, declaration), applied to older files.
 _ADDED = (("failures", "TEXT"), ("last_success", "TEXT"))
@@ -81,7 +83,7 @@ class RunStore:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
-               argv=None, status: str = "running") -> int:
+               argv=None, status: str = RunStatus.RUNNING.value) -> int:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv) VALUES (?, ?, ?, ?, ?, ?)",
@@ -133,23 +135,23 @@ class RunStore:
     def create_sequence(self, steps: list[str], started_at: float) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO sequences (status, steps, started_at) VALUES ('running', ?, ?)",
-                (json.dumps(steps), started_at),
+                "INSERT INTO sequences (status, steps, started_at) VALUES (?, ?, ?)",
+                (SequenceStatus.RUNNING.value, json.dumps(steps), started_at),
             )
             return cur.lastrowid
 
-    def finish_sequence(self, sequence_id: int, status: str, ended_at: float, reason: str) -> None:
+    def finish_sequence(self, sequence_id: int, status: SequenceStatus, ended_at: float, reason: str) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE sequences SET status = ?, ended_at = ?, reason = ? WHERE id = ?",
-                (status, ended_at, reason, sequence_id),
+                (SequenceStatus(status).value, ended_at, reason, sequence_id),
             )
 
     def interrupt_sequences(self, ended_at: float, reason: str) -> int:
         with self._lock:
             cur = self._db.execute(
-                "UPDATE sequences SET status = 'interrupted', ended_at = ?, reason = ? WHERE status = 'running'",
-                (ended_at, reason),
+                "UPDATE sequences SET status = ?, ended_at = ?, reason = ? WHERE status = ?",
+                (SequenceStatus.INTERRUPTED.value, ended_at, reason, SequenceStatus.RUNNING.value),
             )
             return cur.rowcount
 

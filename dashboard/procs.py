@@ -33,6 +33,38 @@ def exited(pid: int) -> bool:
         return True
 
 
+def wait_exited(pid: int, timeout: float) -> None:
+    """Wait up to ``timeout`` for our child ``pid`` to exit, leaving it unreaped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not exited(pid):
+        time.sleep(0.01)
+
+
+def pgid_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a zombie holds its pid but can do nothing)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def escaped_descendants(pid: int) -> list[psutil.Process]:
+    """Descendants of ``pid`` that left its process group (setsid): a signal
+    to the group misses them, so they must be signalled one by one."""
+    try:
+        pgid = os.getpgid(pid)
+        return [c for c in psutil.Process(pid).children(recursive=True) if pgid_of(c.pid) not in (pgid, None)]
+    except (ProcessLookupError, psutil.Error):
+        return []
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter(["pid"]):
@@ -82,19 +114,27 @@ def end_stale_group(pgid: int, leader_started_at: float | None, grace: float) ->
     if not members:
         return 0
     for proc in members:
-        _send(proc, signal.SIGTERM)
+        send(proc, signal.SIGTERM)
     _, alive = psutil.wait_procs(members, timeout=grace)
     for proc in alive:
-        _send(proc, signal.SIGKILL)
+        send(proc, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=2)
     return len(members)
 
 
-def _send(proc: psutil.Process, sig: int) -> None:
+def send(proc: psutil.Process, sig: int) -> None:
+    """Signal one process; one that is already gone is not an error."""
     try:
         proc.send_signal(sig)
     except psutil.Error:
         pass
+
+
+def signal_tree(pgid: int, escapees, sig: int) -> None:
+    """Signal a step's group and the descendants noted as having left it."""
+    signal_group(pgid, sig)
+    for proc in escapees:
+        send(proc, sig)
 
 
 def describe_exit(returncode: int) -> str:
@@ -105,21 +145,3 @@ def describe_exit(returncode: int) -> str:
         except ValueError:
             return f"killed by signal {sig}"
     return f"exit code {returncode}"
-
-
-def wait_gone(pids, timeout: float) -> list[int]:
-    """Pids among ``pids`` still alive after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    left = list(pids)
-    while left and time.monotonic() < deadline:
-        left = [p for p in left if psutil.pid_exists(p) and _not_zombie(p)]
-        if left:
-            time.sleep(0.02)
-    return left
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

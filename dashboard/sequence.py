@@ -10,7 +10,9 @@ import time
 from .bus import EventBus
 from .history import RunStore
 from .registry import Registry
-from .runner import Busy, LaunchError, NotRunning, Runner, RunStatus
+from .runner import Busy, LaunchError, NotRunning, Runner, Stopping
+from .status import (REASON_CANCELLED, REASON_INTERRUPTED, RunStatus, SequenceStatus, all_steps_succeeded,
+                     internal_error, sequence_stopped)
 
 TOPIC = "sequence"
 
@@ -25,7 +27,7 @@ class Sequence:
         self.steps = steps
         self.started_at = started_at
         self.ended_at: float | None = None
-        self.status = "running"
+        self.status = SequenceStatus.RUNNING
         self.reason: str | None = None
         self.current: str | None = None
         self.waiting: str | None = None
@@ -38,7 +40,7 @@ class Sequence:
         with self.lock:
             return {
                 "id": self.id,
-                "status": self.status,
+                "status": self.status.value,
                 "steps": list(self.steps),
                 "current_step": self.current,
                 "waiting": self.waiting,
@@ -74,8 +76,8 @@ class SequenceRunner:
             raise LaunchError("no step takes part in \"Run all\"")
         with self._lock:
             if self._closed:
-                raise LaunchError("the dashboard is stopping")
-            if self._current and self._current.status == "running":
+                raise Stopping()
+            if self._current and self._current.status is SequenceStatus.RUNNING:
                 raise SequenceBusy(f"\"Run all\" is already running (sequence {self._current.id})")
             started = time.time()
             seq = Sequence(self.store.create_sequence(steps, started), steps, started)
@@ -88,7 +90,7 @@ class SequenceRunner:
 
     def cancel(self) -> Sequence | None:
         seq = self.current()
-        if seq is None or seq.status != "running":
+        if seq is None or seq.status is not SequenceStatus.RUNNING:
             return None
         with seq.lock:
             seq.cancel_requested = True
@@ -113,16 +115,16 @@ class SequenceRunner:
             status, reason = self._run_steps(seq)
         except Exception as exc:  # never leave a sequence marked running
             self.log.exception("run all %s failed", seq.id)
-            status, reason = "failed", f"internal error: {exc}"
+            status, reason = SequenceStatus.FAILED, internal_error(exc)
         with seq.lock:
             seq.status, seq.reason, seq.ended_at = status, reason, time.time()
             seq.current = seq.waiting = None
         self.store.finish_sequence(seq.id, status, seq.ended_at, reason)
-        self.log.info("run all %s ended: %s (%s)", seq.id, status, reason)
+        self.log.info("run all %s ended: %s (%s)", seq.id, status.value, reason)
         seq.done.set()
         self.bus.publish(TOPIC)
 
-    def _run_steps(self, seq: Sequence) -> tuple[str, str]:
+    def _run_steps(self, seq: Sequence) -> tuple[SequenceStatus, str]:
         for step_id in seq.steps:
             step = self.registry.get(step_id)
             with seq.lock:
@@ -131,10 +133,10 @@ class SequenceRunner:
             run = self._launch_when_free(seq, step_id)
             if run is None:
                 if self._closed:
-                    return "interrupted", "interrupted: the server stopped while it ran"
-                return "cancelled", "cancelled by the user"
+                    return SequenceStatus.INTERRUPTED, REASON_INTERRUPTED
+                return SequenceStatus.CANCELLED, REASON_CANCELLED
             if isinstance(run, str):
-                return "failed", run
+                return SequenceStatus.FAILED, run
             with seq.lock:
                 seq.runs[step_id] = run.id
                 cancel = seq.cancel_requested
@@ -143,11 +145,8 @@ class SequenceRunner:
             self.bus.publish(TOPIC)
             run.done.wait()
             if run.status is not RunStatus.SUCCEEDED:
-                word = {RunStatus.CANCELLED: "was cancelled", RunStatus.INTERRUPTED: "was interrupted"}.get(
-                    run.status, f"failed ({run.reason})")
-                status = {RunStatus.CANCELLED: "cancelled", RunStatus.INTERRUPTED: "interrupted"}.get(run.status, "failed")
-                return status, f"stopped: {step.name} {word}"
-        return "succeeded", f"all {len(seq.steps)} steps succeeded"
+                return sequence_stopped(step.name, run.status, run.reason)
+        return SequenceStatus.SUCCEEDED, all_steps_succeeded(len(seq.steps))
 
     def _launch_when_free(self, seq: Sequence, step_id: str):
         """The run, None if cancelled while waiting, or a text saying why it cannot start."""

@@ -1,8 +1,9 @@
 """The dashboard's parts wired together, and the views of their state.
 
 No web framework here either: the blueprints call these methods, and so can a
-script or a test. Every state the pages and the API show is built here, so the
-JSON API and the pages cannot disagree.
+script or a test. Every state the pages and the API show is built here (a
+run's own JSON in run_view.py, the same live or from the history), so the JSON
+API and the pages cannot disagree.
 """
 import logging
 import time
@@ -10,13 +11,16 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from . import logfiles
-from .bus import EventBus
+from .bus import STEP_TOPIC, EventBus, topic_of
 from .history import RunStore
 from .projects import list_videos
 from .registry import Registry, load_registry
-from .runner import DASHBOARD_PREFIX, Runner, RunStatus, topic_of
+from .run_log import DASHBOARD_PREFIX
+from .run_view import history_view, live_view
+from .runner import Runner
 from .sequence import TOPIC as SEQUENCE_TOPIC
 from .sequence import SequenceRunner
+from .status import REASON_INTERRUPTED, RunStatus
 from .system import SystemSampler
 
 APP_LOG = "app.log"
@@ -61,7 +65,7 @@ class Dashboard:
         self.system = SystemSampler(self.projects_dir if self.projects_dir.exists() else self.root, nvidia_smi)
         if recover:
             self.runner.recover()
-            self.store.interrupt_sequences(time.time(), "interrupted: the server stopped while it ran")
+            self.store.interrupt_sequences(time.time(), REASON_INTERRUPTED)
         self.log.info("dashboard ready: %d step(s), projects folder %s", len(self.registry.steps), self.projects_dir)
         self._closed = False
 
@@ -74,10 +78,10 @@ class Dashboard:
         problems, fix = self.registry.readiness(step)
         run = self.runner.latest(step.id)
         if run is not None:
-            snapshot = run.snapshot()
+            snapshot = live_view(run)
         else:
             row = self.store.latest(step.id)
-            snapshot = self._row_snapshot(row, with_lines=True) if row else None
+            snapshot = self._from_history(row, with_lines=True) if row else None
         running = snapshot is not None and snapshot["status"] == RunStatus.RUNNING.value
         return {
             "id": step.id,
@@ -117,8 +121,8 @@ class Dashboard:
         """(event name, payload) for a bus topic."""
         if topic == SEQUENCE_TOPIC:
             return "sequence", self.sequence_state()
-        if topic.startswith("step:"):
-            state = self.step_state(topic[len("step:"):])
+        if topic.startswith(STEP_TOPIC):
+            state = self.step_state(topic[len(STEP_TOPIC):])
             if state is not None:
                 # A step's end can unblock another step that shares its resource.
                 return "step", state
@@ -127,53 +131,20 @@ class Dashboard:
     def run_state(self, run_id: int) -> dict | None:
         run = self.runner.get(run_id)
         if run is not None:
-            return run.snapshot()
+            return live_view(run)
         row = self.store.get(run_id)
-        return self._row_snapshot(row, with_lines=False) if row else None
+        return self._from_history(row, with_lines=False) if row else None
 
     def runs(self, step_id=None, status=None, limit=50, offset=0) -> tuple[list[dict], int]:
         rows, total = self.store.find(step_id=step_id, status=status, limit=limit, offset=offset)
         live = {r.id: r for r in self.runner.active_runs()}
-        out = [live[r["id"]].snapshot() if r["id"] in live else self._row_snapshot(r, with_lines=False) for r in rows]
+        out = [live_view(live[r["id"]]) if r["id"] in live else self._from_history(r, with_lines=False) for r in rows]
         return out, total
 
-    def _row_snapshot(self, row: dict, with_lines: bool) -> dict:
-        now = time.time()
-        end = row["ended_at"] if row["ended_at"] is not None else now
-        fraction = row["fraction"]
+    def _from_history(self, row: dict, with_lines: bool) -> dict:
         step = self.registry.get(row["step_id"])
-        return {
-            "id": row["id"],
-            "version": None,  # from the history: final, newer than any live state
-            "step_id": row["step_id"],
-            "status": row["status"],
-            "cancelling": False,
-            "trigger": row["trigger"],
-            "sequence_id": row["sequence_id"],
-            "started_at": row["started_at"],
-            "ended_at": row["ended_at"],
-            "elapsed_s": round(max(0.0, end - row["started_at"]), 3),
-            "eta_s": None,
-            "return_code": row["return_code"],
-            "reason": row["reason"],
-            "total": row["total"],
-            "index": None,
-            "item": row["current_item"],
-            "item_done": None,
-            "item_total": None,
-            "in_progress": 0,
-            "fraction": fraction,
-            "percent": None if fraction is None else round(100 * fraction, 1),
-            "succeeded": row["succeeded"],
-            "failed": row["failed"],
-            "skipped": row["skipped"],
-            "last_success": row.get("last_success"),
-            "failures": row.get("failures") or [],
-            "lines": row["lines"],
-            "last_lines": self._last_lines(row["log_path"]) if with_lines else [],
-            "log": row["log_path"],
-            "step_name": step.name if step else row["step_id"],
-        }
+        return history_view(row, step.name if step else row["step_id"],
+                            self._last_lines(row["log_path"]) if with_lines else [])
 
     def _last_lines(self, log_rel: str | None, count: int = 10) -> list[str]:
         """The last lines a step printed, from its log (after a restart, memory is gone)."""

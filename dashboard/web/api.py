@@ -4,8 +4,9 @@ import time
 from flask import Blueprint, jsonify, request, url_for
 
 from .. import logfiles
-from ..runner import Busy, LaunchError, NotReady, NotRunning, RunStatus, UnknownStep
+from ..runner import Busy, LaunchError, NotReady, NotRunning, UnknownStep
 from ..sequence import SequenceBusy
+from ..status import RunStatus
 from . import dashboard, error, int_arg
 from .logs import read_log
 

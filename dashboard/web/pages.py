@@ -5,8 +5,8 @@ from datetime import datetime
 from flask import Blueprint, Flask, render_template, request
 
 from .. import logfiles
-from ..runner import RunStatus
 from ..service import APP_LOG
+from ..status import RunStatus
 from . import dashboard
 from .logs import read_log
 

@@ -173,6 +173,29 @@ def test_a_restarted_server_still_shows_the_last_run_s_failures(make_app):
     assert run["last_success"]["item"] == "demo/video 3.mp4"
 
 
+def test_a_run_has_one_shape_live_or_from_the_history(make_app):
+    app = make_app([step("p", "progress.py", "--items", "3", "--fail", "2")])
+    client = app.test_client()
+    run_id = client.post("/api/steps/p/run").get_json()["run_id"]
+    ended = wait_run(client, run_id)
+    assert isinstance(ended["version"], int), "the runner's own run, not its history row"
+    app.extensions["dashboard"].close()
+    again = make_app(None).test_client()  # a new server: only the history knows the run
+    listed = again.get("/api/runs").get_json()["runs"][0]
+    card = again.get("/api/steps/p").get_json()["run"]
+    alone = again.get(f"/api/runs/{run_id}").get_json()
+    assert listed["version"] is None and listed["id"] == run_id
+    assert list(ended) == list(listed) == list(card) == list(alone)
+    assert ended["step_name"] == listed["step_name"] == card["step_name"] == "Test p"
+    # What only a live run knows (the item in progress, the version) is left out of the comparison.
+    live_only = {"version", "index", "item_done", "item_total", "in_progress", "last_lines"}
+    assert {k: v for k, v in listed.items() if k not in live_only} == \
+        {k: v for k, v in ended.items() if k not in live_only}
+    assert listed == alone
+    # The card reads its last lines back from the log: the ones the live run showed.
+    assert card["last_lines"] == ended["last_lines"] and listed["last_lines"] == []
+
+
 def test_a_history_file_of_the_first_schema_is_upgraded_in_place(tmp_path):
     import sqlite3
     from dashboard.history import RunStore

@@ -11,11 +11,11 @@ def step_processes() -> int:
     """Live processes started by this test's steps, wherever they are in the
     process tree (an orphaned daemon is no child of ours any more); the
     session's browser, also a child of this process, is not counted."""
-    from dashboard.runner import _INSTANCE, RUN_TAG_ENV
+    from dashboard.launcher import INSTANCE, RUN_TAG_ENV
     count = 0
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get(RUN_TAG_ENV, "").startswith(_INSTANCE + "-") \
+            if proc.environ().get(RUN_TAG_ENV, "").startswith(INSTANCE + "-") \
                     and proc.status() != psutil.STATUS_ZOMBIE:
                 count += 1
         except (psutil.Error, OSError):

@@ -13,7 +13,8 @@ from dash_support import ROOT, step, wait_for, write_workflow
 from dashboard.bus import EventBus
 from dashboard.history import RunStore
 from dashboard.registry import load_registry
-from dashboard.runner import (REASON_CANCELLED, REASON_INTERRUPTED, Busy, NotReady, Runner, RunStatus)
+from dashboard.runner import Busy, NotReady, Runner
+from dashboard.status import REASON_CANCELLED, REASON_INTERRUPTED, RunStatus
 
 
 @pytest.fixture

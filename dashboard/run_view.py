@@ -1,0 +1,108 @@
+"""The JSON of a run: one shape whether the run is live or read from the history.
+
+A live run knows more than its history row (the item in progress, the
+version that orders events, the estimate of the time left); a row gives those
+fields their "nothing known" value instead of leaving them out, so a page or a
+script never has to ask where a run came from. Both views go through
+``_view``, whose parameters are the keys: neither can grow a key alone.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .status import RunStatus
+
+if TYPE_CHECKING:
+    from .run import Run
+
+
+def live_view(run: Run, now: float | None = None) -> dict:
+    """A run the runner holds (running, or the latest of its step)."""
+    now = time.time() if now is None else now
+    with run.lock:
+        p = run.progress
+        elapsed = _elapsed(run.started_at, run.ended_at, now)
+        fraction = p.fraction
+        eta = None
+        if run.status is RunStatus.RUNNING and fraction and 0.002 < fraction < 1 and elapsed >= 2:
+            eta = elapsed * (1 - fraction) / fraction
+        return _view(
+            run_id=run.id, version=run.version, step_id=run.step.id, step_name=run.step.name,
+            status=run.status.value,
+            cancelling=run.cancel_requested_at is not None and run.status is RunStatus.RUNNING,
+            trigger=run.trigger, sequence_id=run.sequence_id, started_at=run.started_at, ended_at=run.ended_at,
+            elapsed=elapsed, eta_s=None if eta is None else round(eta, 1),
+            return_code=run.return_code, reason=run.reason,
+            total=p.total, index=p.index, item=p.item, item_done=p.item_done, item_total=p.item_total,
+            in_progress=p.in_progress, fraction=fraction,
+            succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
+            last_success=None if p.last_success is None else vars(p.last_success),
+            failures=[vars(f) for f in p.failures[-run.FAILURES_SHOWN:]],
+            lines=run.lines, last_lines=list(run.last_lines), log=run.log_rel,
+        )
+
+
+def history_view(row: dict, step_name: str, last_lines: list[str], now: float | None = None) -> dict:
+    """A run from its history row: an older run, or one from before a restart.
+
+    ``step_name`` is the step's name now (the row keeps only its id);
+    ``last_lines`` are read from its log by whoever needs them (the step's card).
+    """
+    now = time.time() if now is None else now
+    return _view(
+        run_id=row["id"],
+        version=None,  # from the history: final, newer than any live state
+        step_id=row["step_id"], step_name=step_name, status=row["status"], cancelling=False,
+        trigger=row["trigger"], sequence_id=row["sequence_id"],
+        started_at=row["started_at"], ended_at=row["ended_at"],
+        elapsed=_elapsed(row["started_at"], row["ended_at"], now), eta_s=None,
+        return_code=row["return_code"], reason=row["reason"],
+        total=row["total"], index=None, item=row["current_item"], item_done=None, item_total=None,
+        in_progress=0, fraction=row["fraction"],
+        succeeded=row["succeeded"], failed=row["failed"], skipped=row["skipped"],
+        last_success=row.get("last_success"), failures=row.get("failures") or [],
+        lines=row["lines"], last_lines=last_lines, log=row["log_path"],
+    )
+
+
+def _elapsed(started_at: float, ended_at: float | None, now: float) -> float:
+    end = ended_at if ended_at is not None else now
+    return max(0.0, end - started_at)
+
+
+def _view(*, run_id, version, step_id, step_name, status, cancelling, trigger, sequence_id, started_at, ended_at,
+          elapsed, eta_s, return_code, reason, total, index, item, item_done, item_total, in_progress, fraction,
+          succeeded, failed, skipped, last_success, failures, lines, last_lines, log) -> dict:
+    return {
+        "id": run_id,
+        "version": version,
+        "step_id": step_id,
+        "status": status,
+        "cancelling": cancelling,
+        "trigger": trigger,
+        "sequence_id": sequence_id,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "elapsed_s": round(elapsed, 3),
+        "eta_s": eta_s,
+        "return_code": return_code,
+        "reason": reason,
+        "total": total,
+        "index": index,
+        "item": item,
+        "item_done": item_done,
+        "item_total": item_total,
+        "in_progress": in_progress,
+        "fraction": fraction,
+        "percent": None if fraction is None else round(100 * fraction, 1),
+        "succeeded": succeeded,
+        "failed": failed,
+        "skipped": skipped,
+        "last_success": last_success,
+        "failures": failures,
+        "lines": lines,
+        "last_lines": last_lines,
+        "log": log,
+        "step_name": step_name,
+    }
