@@ -42,11 +42,11 @@ def main(argv=None) -> int:
         print(f"ERROR: config: {exc}", flush=True)
         return 2
 
-    from shots import engine  # after the config is valid: a usage error costs no imports
+    from shots import driver  # after the config is valid: a usage error costs no imports
 
     reporter = Reporter() if config.dry_run else Reporter.with_log(Path(config.log_dir))
     try:
-        return engine.run(config, reporter)
+        return driver.run(config, reporter)
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130

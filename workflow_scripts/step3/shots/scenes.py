@@ -1,6 +1,7 @@
 """Per-frame transition probabilities -> scenes, exactly as the official
-``predictions_to_scenes``, and the rows of the result CSV."""
-from typing import List, Sequence, Tuple
+``predictions_to_scenes``. (The CSV rows of the scenes belong to the result
+format: stepkit.scene_results.scene_rows.)"""
+from typing import List, Tuple
 
 import numpy as np
 
@@ -32,29 +33,3 @@ def predictions_to_scenes(predictions: np.ndarray, threshold: float = 0.5) -> Li
     if not scenes:
         return [(0, n - 1)]
     return scenes
-
-
-def format_timecode(seconds: float) -> str:
-    """HH:MM:SS.mmm, rounded to the millisecond."""
-    total_ms = int(round(max(0.0, seconds) * 1000))
-    hours, rest = divmod(total_ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, ms = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{ms:03d}"
-
-
-CSV_HEADER = ["No", "Timecode In", "Timecode Out", "Frame In", "Frame Out"]
-
-
-def scene_rows(scenes: Sequence[Tuple[int, int]], timestamps: Sequence[float], fps: float) -> List[list]:
-    """CSV rows: frames 1-based inclusive; Timecode In is the first frame's
-    timestamp, Timecode Out the end of the last frame (the next frame's
-    timestamp, or one frame duration after the last frame of the video)."""
-    n = len(timestamps)
-    frame_duration = 1.0 / fps if fps > 0 else 0.0
-    rows = []
-    for number, (start, end) in enumerate(scenes, 1):
-        t_in = timestamps[start]
-        t_out = timestamps[end + 1] if end + 1 < n else timestamps[end] + frame_duration
-        rows.append([number, format_timecode(t_in), format_timecode(t_out), start + 1, end + 1])
-    return rows

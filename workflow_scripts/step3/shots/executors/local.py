@@ -1,0 +1,190 @@
+"""The local executor: decoder processes (the ffmpeg frame source) feed one
+inference thread on this machine.
+
+A failure stays with its video: a bad file or a decoder error fails that
+video and the batch goes on; a segment that doesn't decode as planned redoes
+its video in one piece; a CUDA failure redoes the videos concerned on the
+CPU (all the remaining ones if the GPU is gone).
+"""
+from pathlib import Path
+from typing import List, Optional
+
+from shots.batching import ModelFeed
+from shots.config import AUTO, Config
+from shots.executors import Executor, RunEvents, SetupFailed
+from shots.frames.ffmpeg_source import RING_FRAMES, FfmpegFrameSource, cpu_count, decoder_processes
+from shots.frames.probe import DecodeError
+from shots.scheduler import READAHEAD_FRAMES_PER_DECODER, DecodeScheduler
+from shots.video_job import SegmentMismatch, VideoJob
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
+
+
+class LocalExecutor(Executor):
+    def __init__(self, config: Config, weights_path: Path):
+        self.config = config
+        self.weights_path = weights_path
+        self.predictor = None
+        self._model_device = "cpu"
+
+    def prepare(self, events: RunEvents) -> None:
+        # Imported here so that a dry run or a run with nothing to do never loads torch.
+        from shots.model.predictor import Predictor, WeightsError
+        c = self.config
+        self.predictor = Predictor(self.weights_path, c.device, c.mixed_precision, c.torchscript,
+                                   c.torchscript_auto_fallback, c.batch_size, c.cpu_threads, events, c.cpu_fast)
+        try:
+            self._model_device = self.predictor.prepare()
+        except WeightsError as exc:
+            raise SetupFailed(str(exc)) from None
+
+    def run(self, jobs: List[VideoJob], events: RunEvents) -> None:
+        if self.predictor is None:
+            self.prepare(events)
+        _Run(self, jobs, events).go()
+
+
+class _Run:
+    """One call of LocalExecutor.run: the scheduler's loop and the failure policy."""
+
+    def __init__(self, executor: LocalExecutor, jobs: List[VideoJob], events: RunEvents):
+        self.config, self.predictor, self.events = executor.config, executor.predictor, events
+        self.jobs = jobs
+        self.unfinished = len(jobs)
+        self.setup_error: Optional[str] = None
+        c = self.config
+        self.decoders = decoder_processes(c.num_workers, executor._model_device)
+        if c.num_workers == AUTO:
+            events.info(f"{self.decoders} decoder process(es) (num_workers auto, {cpu_count()} cores, "
+                        f"model on {executor._model_device})")
+        self.readahead = (READAHEAD_FRAMES_PER_DECODER * self.decoders if c.readahead_frames == AUTO
+                          else c.readahead_frames)
+        self.feed = ModelFeed(self.predictor, self._loaded, self._predicted, self._batch_failed)
+        self.scheduler: Optional[DecodeScheduler] = None
+
+    def go(self) -> None:
+        # The model loads in the inference thread while the decoders start on
+        # the first videos (CUDA's start and the warm-up take seconds).
+        self.feed.start()
+        try:
+            c = self.config
+            source = FfmpegFrameSource(self.decoders, RING_FRAMES,
+                                       None if c.decoder_threads == AUTO else int(c.decoder_threads),
+                                       c.segment_seconds, c.segment_frames)
+            self.scheduler = DecodeScheduler(source, self.decoders, self.readahead, self._decode_failed,
+                                             self.events.started)
+            for job in self.jobs:
+                self.scheduler.plan(job)
+            while self.unfinished and self.setup_error is None:
+                self._turn()
+        finally:
+            self.feed.close()
+            if self.scheduler is not None:
+                self.scheduler.close()
+        if self.setup_error is not None:
+            raise SetupFailed(self.setup_error)
+
+    def _turn(self) -> None:
+        sched, feed = self.scheduler, self.feed
+        sched.collect_plans()
+        sched.assign()
+        if feed.saturated:
+            # Sleep until the model hands a batch back (no busy loop beside a
+            # CPU model that needs every core).
+            feed.collect(wait=0.05)
+            timeout = 0.0
+        else:
+            timeout = 0.002 if feed.model_ready and (feed.ready or feed.in_flight) else 0.05
+        sched.receive(timeout)
+        sched.read_ahead()
+        for job in list(sched.active):
+            self._read(job)
+        feed.collect()
+        feed.send()
+
+    def _read(self, job: VideoJob) -> None:
+        if job.finished:
+            return
+        try:
+            windows = self.scheduler.read(job, self.feed.room)
+        except SegmentMismatch as exc:
+            self._decode_failed(job, str(exc), split=True)
+            return
+        except DecodeError as exc:
+            self._fail(job, str(exc))
+            return
+        self.feed.add(job, windows)
+        self._maybe_finish(job)
+
+    # -- outcomes -----------------------------------------------------------------------
+    def _maybe_finish(self, job: VideoJob) -> None:
+        if job.finished or not job.complete:
+            return
+        self._done_with(job)
+        prediction = job.prediction()
+        prediction.model_load_seconds = self.predictor.load_seconds
+        self.events.finished(job, prediction)
+
+    def _fail(self, job: VideoJob, cause: str) -> None:
+        if job.finished:
+            return
+        self._done_with(job)
+        self.events.failed(job, cause)
+
+    def _done_with(self, job: VideoJob) -> None:
+        self.scheduler.forget(job)
+        self.feed.discard(job)
+        job.finished = True
+        self.unfinished -= 1
+
+    def _restart(self, job: VideoJob, whole: bool = False, on_cpu: bool = False) -> None:
+        self.scheduler.forget(job)
+        self.feed.discard(job)
+        job.reset()
+        job.allow_segments = job.allow_segments and not whole
+        job.on_cpu = job.on_cpu or on_cpu
+        self.scheduler.plan(job)
+
+    def _decode_failed(self, job: VideoJob, cause: str, split: bool) -> None:
+        if not split:
+            self._fail(job, cause)
+            return
+        # Possibly the split's fault (an odd file's keyframes or timestamps):
+        # one piece decides; a damaged file then fails with its own cause.
+        self.events.warning(f"{job.name}: {cause}: decoding the video in one piece")
+        self._restart(job, whole=True)
+
+    # -- the model's callbacks --------------------------------------------------------------
+    def _loaded(self, error: Optional[BaseException]) -> None:
+        from shots.model.predictor import SetupError, WeightsError
+        if error is None:
+            # A GPU that failed while loading leaves a CPU model: decoders as for one.
+            self.scheduler.max_tasks = min(self.decoders, decoder_processes(self.config.num_workers,
+                                                                            self.predictor.device_type))
+        elif isinstance(error, (WeightsError, SetupError)):
+            self.setup_error = str(error)
+        else:
+            self.setup_error = f"the model could not be loaded: {type(error).__name__}: {_first_line(error)}"
+
+    def _predicted(self, jobs: List[VideoJob]) -> None:
+        for job in jobs:
+            self.events.frames(job, *job.frames_done())
+            self._maybe_finish(job)
+
+    def _batch_failed(self, jobs: List[VideoJob], error: BaseException) -> None:
+        from shots.model.predictor import DeviceFailure
+        if not isinstance(error, DeviceFailure):
+            for job in jobs:
+                self._fail(job, f"model failed: {type(error).__name__}: {_first_line(error)}")
+            return
+        cause = str(error)
+        if not self.predictor.gpu_healthy():
+            self.events.warning(f"the GPU is no longer usable ({cause}): every remaining video runs on the CPU")
+            self.predictor.use_cpu("fallback: the GPU stopped working")
+            jobs = jobs + [j for j in self.scheduler.active if not j.finished and not j.on_cpu and j not in jobs]
+        for job in jobs:
+            self.events.warning(f"{job.name}: CUDA failed ({cause}): redoing this video on the CPU")
+            self._restart(job, on_cpu=True)

@@ -1,0 +1,229 @@
+"""The first frame source: ffmpeg in spawned decoder processes, each with a
+ring of shared memory.
+
+Each decoder is a *spawned* process (never forked: a fork of a process that
+has initialised CUDA cannot use it, and a decoder must not touch the GPU
+anyway). It runs one task at a time (see ffmpeg_process.py); the model's
+process only copies 3.9 kB per frame out of its ring.
+"""
+import multiprocessing as mp
+import os
+import time
+from dataclasses import replace
+from multiprocessing import shared_memory
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from shots.frames.ffmpeg_process import CHUNK_FRAMES, FRAME_SHAPE, RingChunkWritten, decoder_main
+from shots.frames.ffmpeg_reader import FRAME_BYTES
+from shots.frames.messages import (DecodeTask, FrameChunk, FramesReady, MemoryChunk, SegmentPlan, TaskDone,
+                                   TaskFailed)
+from shots.frames.probe import VideoInfo
+from shots.frames.segments import decode_seconds, default_decoder_threads, plan_video
+from shots.frames.source import FrameSource
+
+RING_FRAMES = 4096  # frames each decoder can run ahead (16 MB of shared memory)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def decoder_processes(requested, model_device: str) -> int:
+    """How many decoders: the number asked for, or for "auto" 1 beside a CPU
+    model (the model is the bottleneck and needs the cores) and one per core
+    but one beside a GPU model (the model waits for the decoders, and one
+    thread per process decodes more frames per core than threads do: see
+    bench/RESULTS.md, decoder threads)."""
+    if requested != "auto":
+        return int(requested)
+    if model_device == "cpu":
+        return 1
+    return max(1, min(32, cpu_count() - 1))
+
+
+class Decoder:
+    """The model's process's handle on one decoder process and its ring."""
+
+    def __init__(self, ctx, number: int, slots: int):
+        self.number = number
+        self.slots = slots
+        self.shm = shared_memory.SharedMemory(create=True, size=slots * CHUNK_FRAMES * FRAME_BYTES)
+        self.ring = np.ndarray((slots, CHUNK_FRAMES) + FRAME_SHAPE, dtype=np.uint8, buffer=self.shm.buf)
+        self.tasks = ctx.Queue()
+        self.free = ctx.Semaphore(slots)
+        self.cancel = ctx.Value("q", -1, lock=False)
+        self.conn, child_conn = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=decoder_main, name=f"step3-decoder-{number}",
+                                   args=(self.shm.name, slots, self.tasks, child_conn, self.free, self.cancel),
+                                   daemon=True)
+        self.process.start()
+        child_conn.close()
+        self.busy_with: Optional[int] = None  # task id
+        self.unread = 0  # chunks in the ring not yet taken
+
+    @property
+    def assignable(self) -> bool:
+        # A ring holds one task's chunks at a time: slots are reused in order.
+        return self.busy_with is None and self.unread == 0 and self.process.is_alive()
+
+    def take(self, slot: int, frames: int) -> np.ndarray:
+        """Copy a chunk out of the ring and hand its slot back to the decoder."""
+        out = self.ring[slot, :frames].copy()
+        self.unread -= 1
+        self.free.release()
+        return out
+
+    def drop(self) -> None:
+        """Hand a slot back unread (its task was superseded)."""
+        self.unread -= 1
+        self.free.release()
+
+    def ask_to_stop(self) -> None:
+        try:
+            self.tasks.put(None)
+        except (OSError, ValueError):
+            pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self.process.is_alive():
+            self.ask_to_stop()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self.tasks.close()
+        self.conn.close()
+        del self.ring
+        self.shm.close()
+        try:
+            self.shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class RingChunk(FrameChunk):
+    holds_source_buffer = True
+
+    def __init__(self, decoder: Decoder, slot: int, frames: int):
+        self._decoder, self._slot, self.frames = decoder, slot, frames
+
+    def take(self) -> np.ndarray:
+        return self._decoder.take(self._slot, self.frames)
+
+    def drop(self) -> None:
+        self._decoder.drop()
+
+    def detach(self) -> FrameChunk:
+        return MemoryChunk(self.take())
+
+
+class FfmpegFrameSource(FrameSource):
+    """``decoders`` spawned decoder processes, each with a ring of ``ring_frames``."""
+
+    def __init__(self, decoders: int, ring_frames: int = RING_FRAMES, decoder_threads: Optional[int] = None,
+                 segment_seconds: Optional[float] = 1.0, segment_frames: Optional[int] = None):
+        self._ctx = mp.get_context("spawn")
+        self._slots = max(2, ring_frames // CHUNK_FRAMES)
+        self._threads = decoder_threads
+        self._segment_seconds, self._segment_frames = segment_seconds, segment_frames
+        self.decoders: List[Decoder] = []
+        self._retired: List[Decoder] = []
+        try:
+            for i in range(decoders):
+                self.decoders.append(Decoder(self._ctx, i, self._slots))
+        except BaseException:
+            self.close()
+            raise
+        self._by_conn = {d.conn: d for d in self.decoders}
+
+    @property
+    def capacity(self) -> int:
+        return len(self.decoders)
+
+    def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
+        if not split:
+            return plan_video(path)
+        return plan_video(path, self._segment_seconds, self._segment_frames)
+
+    def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
+        return decode_seconds(info, frames)
+
+    def idle(self, limit: int) -> int:
+        busy = sum(1 for d in self.decoders if d.busy_with is not None)
+        return max(0, min(limit - busy, sum(1 for d in self.decoders if d.assignable)))
+
+    def submit(self, task: DecodeTask) -> None:
+        decoder = next(d for d in self.decoders if d.assignable)
+        threads = task.threads or self._threads or default_decoder_threads(task.info, len(self.decoders))
+        decoder.busy_with = task.task_id
+        decoder.tasks.put(replace(task, threads=threads))
+
+    def cancel(self, task_id: int) -> None:
+        for d in self.decoders:
+            if d.busy_with == task_id:
+                d.cancel.value = task_id
+
+    def poll(self, timeout: float) -> list:
+        out = []
+        for conn in wait(list(self._by_conn), timeout):
+            decoder = self._by_conn.get(conn)
+            if decoder is not None:
+                out += self._receive(decoder, conn)
+        return out + self._replace_dead()
+
+    def _receive(self, decoder: Decoder, conn) -> list:
+        out = []
+        while conn.poll():
+            try:
+                message = conn.recv()
+            except EOFError:  # the process died; _replace_dead says so
+                del self._by_conn[conn]
+                break
+            if isinstance(message, RingChunkWritten):
+                decoder.unread += 1
+                out.append(FramesReady(message.task_id, RingChunk(decoder, message.slot, message.frames)))
+                continue
+            if isinstance(message, (TaskDone, TaskFailed)):
+                decoder.busy_with = None
+            out.append(message)
+        return out
+
+    def _replace_dead(self) -> list:
+        """A new decoder for each one that died; its task fails."""
+        failed = []
+        for i, d in enumerate(self.decoders):
+            if d.process.is_alive():
+                continue
+            d.process.join(1)
+            if d.conn in self._by_conn:  # what it said before dying still counts
+                failed += self._receive(d, d.conn)
+            if d.busy_with is not None:
+                failed.append(TaskFailed(d.busy_with, f"decoder process died (exit code {d.process.exitcode})"))
+            self._by_conn.pop(d.conn, None)
+            # Its ring may still hold chunks a video will read: keep it mapped.
+            self._retired.append(d)
+            fresh = Decoder(self._ctx, d.number, self._slots)
+            self.decoders[i] = fresh
+            self._by_conn[fresh.conn] = fresh
+        return failed
+
+    def close(self, timeout: float = 5.0) -> None:
+        # All at once: a process takes a while to exit (0.1-0.5 s measured),
+        # and 15 decoders stopped one after the other kept a run 8 s longer.
+        decoders = self.decoders + self._retired
+        for d in decoders:
+            d.ask_to_stop()
+        deadline = time.monotonic() + timeout
+        for d in decoders:
+            d.process.join(max(0.0, deadline - time.monotonic()))
+        for d in decoders:
+            d.close(timeout=1.0)
+        self.decoders = []
+        self._retired = []
