@@ -1,10 +1,12 @@
 """Configuration: defaults < JSON < environment < command line, and one-line errors."""
 import json
+import re
+from dataclasses import asdict, fields
 
 import pytest
 
-from conftest import run_step3
-from shots.config import Config, ConfigError, load_config
+from conftest import REPO, run_step3
+from shots.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 
 
 def write(tmp_path, data) -> str:
@@ -32,11 +34,92 @@ def test_priority_defaults_json_cli(tmp_path):
     assert c.batch_size == "auto"      # default
 
 
-def test_every_key_has_a_flag():
-    from shots.config import build_parser
-    from dataclasses import fields
-    dests = {a.dest for a in build_parser()._actions}
-    assert {f.name for f in fields(Config)} <= dests
+# For every key of the shipped file, another valid value, as the JSON file would hold it:
+# a flag that were ignored or mis-read could not give it back.
+OTHER_VALUES = {
+    "input_dir": "elsewhere/videos",
+    "extensions": [".mp4", ".mpg"],
+    "threshold": 0.3,
+    "device": "cuda:1",
+    "batch_size": 4,
+    "num_workers": "auto",
+    "decoder_threads": 2,
+    "segment_seconds": 2.5,
+    "segment_frames": 500,
+    "readahead_frames": 0,
+    "cpu_threads": 3,
+    "mixed_precision": True,
+    "cpu_fast": False,
+    "torchscript": True,
+    "torchscript_auto_fallback": False,
+    "force": True,
+    "dry_run": True,
+    "weights_path": "other/weights.pth",
+    "log_dir": "elsewhere/logs",
+}
+
+
+def shipped() -> dict:
+    return json.loads(DEFAULT_CONFIG_PATH.read_text())
+
+
+def as_flags(key: str, value) -> list:
+    """The command line that says ``key: value``, written from the README's rules."""
+    flag = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag] if value else ["--no-" + flag[2:]]
+    if isinstance(value, list):
+        return [flag, ",".join(value)]
+    return [flag, str(value)]
+
+
+def test_the_shipped_file_holds_every_key():
+    assert set(shipped()) == set(OTHER_VALUES) == {f.name for f in fields(Config)}
+
+
+@pytest.mark.parametrize("key", sorted(OTHER_VALUES))
+def test_every_key_reaches_the_same_value_through_its_flag_as_through_the_file(tmp_path, key):
+    values = [v for v in (shipped()[key], OTHER_VALUES[key]) if v is not None]  # no flag says null
+    assert OTHER_VALUES[key] != shipped()[key]
+    for value in values:
+        from_file = load_config(["--config", write(tmp_path, {key: value})], environ={})
+        from_flag = load_config(as_flags(key, value), environ={})
+        assert getattr(from_flag, key) == getattr(from_file, key)
+        assert asdict(from_flag) == dict(asdict(Config()), **{key: getattr(from_file, key)})  # nothing else moved
+    assert getattr(from_flag, key) != getattr(Config(), key)
+
+
+@pytest.mark.parametrize("key", [k for k, v in Config().__dict__.items() if isinstance(v, bool)])
+def test_every_switch_has_both_forms(key):
+    flag = "--" + key.replace("_", "-")
+    assert getattr(load_config([flag], environ={}), key) is True
+    assert getattr(load_config(["--no-" + flag[2:]], environ={}), key) is False
+
+
+def readme_step3() -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index("<!-- step3:start -->"):text.index("<!-- step3:end -->")]
+
+
+def test_every_key_in_the_readme_s_options_table_has_a_flag_that_parses():
+    table = readme_step3().split("| key | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = [k for row in table.splitlines()[2:] for k in re.findall(r"`(\w+)`", row.split("|")[1])]
+    assert len(documented) >= 10 and set(documented) <= set(OTHER_VALUES)
+    for key in documented:
+        assert getattr(load_config(as_flags(key, OTHER_VALUES[key]), environ={}), key) != getattr(Config(), key)
+
+
+def test_every_command_line_the_readme_shows_parses():
+    shown = set(re.findall(r"`(--[a-z]+(?:-[a-z]+)*(?: [^`-][^`]*)?)`", readme_step3())) - {"--help"}
+    assert {"--batch-size 4", "--extensions mp4,mpg", "--no-cpu-fast"} <= shown
+    for example in shown:
+        load_config(example.split(), environ={})
+
+
+@pytest.mark.parametrize("args", [["--thresold", "0.3"], ["--thresh", "0.3"], ["--cpu-fast", "--gpu-fast"]])
+def test_an_unknown_flag_is_refused(args):
+    with pytest.raises(ConfigError, match="unrecognized arguments: --"):
+        load_config(args, environ={})
 
 
 def test_command_line_values_are_read_as_their_json_types():
