@@ -9,7 +9,7 @@ ENV_PY := env/bin/python
 TN_PY := transnet_env/bin/python
 DEMO_VIDEO := $(PROJECTS_DIR)/demo/sample.mp4
 
-.PHONY: setup system venvs demo run run-step3 test test-step3 test-dashboard test-gpu bench clean-venvs
+.PHONY: setup system venvs demo run run-step3 test test-stepkit test-step3 test-dashboard test-gpu bench clean-venvs
 
 setup: system venvs demo
 
@@ -42,7 +42,11 @@ run: setup
 run-step3: setup
 	$(TN_PY) workflow_scripts/step3/run_transnet.py --input-dir $(PROJECTS_DIR)
 
-test: setup test-step3 test-dashboard
+test: setup test-stepkit test-step3 test-dashboard
+
+# What every venv shares (standard library only), tested once, in env/.
+test-stepkit: setup
+	$(ENV_PY) -m pytest tests/stepkit
 
 test-step3: setup
 	$(TN_PY) -m pytest tests/step3

@@ -56,7 +56,10 @@ def remove_stale_temporaries(folders: Iterable[Path], prefix: str) -> List[Path]
             continue
         for entry in entries:
             m = pattern.match(entry.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            # Only names write_atomic makes: a user's file that merely starts
+            # with the prefix is not ours to delete.
+            if (m and is_temporary(entry.name, prefix) and int(m.group(1)) != os.getpid()
+                    and not _pid_alive(int(m.group(1)))):
                 try:
                     entry.unlink()
                     removed.append(entry)

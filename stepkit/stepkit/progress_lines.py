@@ -37,6 +37,25 @@ PATTERN_SETS = {
 }
 
 
+def resolve_patterns(value):
+    """A step's ``progress_patterns`` as an object of key -> regex.
+
+    The rule every reader follows (the dashboard's registry, the steps' tests):
+    a string names a standard set of PATTERN_SETS; an object is the step's own
+    regexes, returned as they are (checking them is the reader's job). Raises
+    ValueError, in one line, for an unknown name or any other kind of value."""
+    if isinstance(value, str):
+        try:
+            return dict(PATTERN_SETS[value])
+        except KeyError:
+            raise ValueError(f"progress_patterns: unknown standard set {value!r} "
+                             f"(known: {', '.join(sorted(PATTERN_SETS))})") from None
+    if isinstance(value, dict):
+        return value
+    raise ValueError(f"progress_patterns: must name a standard set ({', '.join(sorted(PATTERN_SETS))}) "
+                     f"or be an object of key -> regex, not {type(value).__name__}")
+
+
 def one_line(text) -> str:
     """A name with a newline would break the one-event-per-line rule."""
     return str(text).replace("\r", " ").replace("\n", " ")

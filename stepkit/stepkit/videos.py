@@ -3,7 +3,10 @@
 Every step and the dashboard find the same videos: recursively, extensions
 case-insensitive, hidden files and folders skipped, linked folders followed
 (a projects folder often gathers links to where the videos are) but each real
-folder once, so a loop of links gives no video twice. Sorted by path.
+folder once, so a loop of links gives no video twice. The order is STEP3's
+item order: folder by folder from the top, a folder's videos by name before
+its sub-folders, which are taken by name (so ``c.mp4`` comes before
+``a/b.mp4``).
 """
 import os
 from pathlib import Path
@@ -27,7 +30,7 @@ def is_video_name(name: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> bo
 
 def walk_videos(root: Path, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                 on_unreadable: Optional[Callable[[Path, str], None]] = None) -> Iterator[Path]:
-    """The videos under ``root`` in path order, or ``root`` itself if it is a file.
+    """The videos under ``root`` in the order above, or ``root`` itself if it is a file.
 
     A sub-folder that cannot be read goes to ``on_unreadable(folder, cause)``
     and is skipped; an unreadable ``root`` raises FolderError."""
