@@ -12,6 +12,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepkit.progress_lines import resolve_patterns
+
 from .progress import LineMatcher, PatternError, compile_patterns
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -190,10 +192,13 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
         problem("resources must be a list of names")
         resources = []
 
-    matcher, patterns = None, entry.get("progress_patterns", {})
+    # A standard set's name (stepkit's rule, the same for every venv) or the
+    # step's own regexes; either way the step keeps the regexes it runs with.
+    matcher = None
     try:
+        patterns = resolve_patterns(entry.get("progress_patterns", {}))
         matcher = LineMatcher(compile_patterns(patterns))
-    except PatternError as exc:
+    except (ValueError, PatternError) as exc:
         problem(str(exc))
         patterns = {}
 

@@ -3,15 +3,18 @@ import json
 import time
 from pathlib import Path
 
+from stepkit.progress_lines import resolve_patterns
+
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_DIR = "tests/dashboard/steps"
 WORKFLOW = ROOT / "config" / "workflow.json"
 
 
 def protocol_patterns() -> dict:
-    """STEP3's patterns, the real contract, reused by the test steps."""
+    """STEP3's patterns, the real contract, reused by the test steps (a standard
+    set's name resolved by the registry's rule)."""
     data = json.loads(WORKFLOW.read_text())
-    return next(s for s in data["steps"] if s["id"] == "step3")["progress_patterns"]
+    return resolve_patterns(next(s for s in data["steps"] if s["id"] == "step3")["progress_patterns"])
 
 
 def step(step_id: str, script: str, *args: str, **extra) -> dict:

@@ -1,18 +1,29 @@
-"""STEP3's side of the progress-line contract: the documented sample lines match
-the patterns the dashboard uses, with the documented fields, and the lines the
-reporter prints are the documented ones."""
+"""STEP3's side of the progress-line contract, in STEP3's venv: the patterns are
+read from config/workflow.json by the dashboard's rule (a standard set's name
+resolved in stepkit.progress_lines), the documented sample lines give the
+documented fields with them, and the lines STEP3 prints, from its emitter and
+from a real run, are read back by them. The dashboard's side is
+tests/dashboard/test_pattern_sets.py (env venv), on the same sample."""
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from shots import report as progress
-from conftest import REPO
 from shots.report import Reporter
+from stepkit.progress_lines import resolve_patterns
 
-PATTERNS = next(s for s in json.loads((REPO / "config" / "workflow.json").read_text())["steps"]
-                if s["id"] == "step3")["progress_patterns"]
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "workflow_scripts" / "step3" / "run_transnet.py"
+STEP3_ENTRY = next(s for s in json.loads((REPO / "config" / "workflow.json").read_text())["steps"]
+                   if s["id"] == "step3")
+PATTERNS = {key: re.compile(rx) for key, rx in resolve_patterns(STEP3_ENTRY["progress_patterns"]).items()}
+KEYWORDS = ("TOTAL_VIDEOS_TO_PROCESS:", "PROCESSING_VIDEO:", "FRAMES:", "SUCCESS:", "FAILED:", "SKIPPED:",
+            "SUMMARY:")
 
 
 def sample_lines():
@@ -21,8 +32,17 @@ def sample_lines():
     return [ln for ln in block.strip().strip("`").strip().splitlines() if ln.strip()]
 
 
-def match(kind, line):
-    return re.match(PATTERNS[kind], line)
+def read(line):
+    """(key, fields) of the one pattern matching ``line``, or None."""
+    found = [(key, rx.match(line).groupdict()) for key, rx in PATTERNS.items() if rx.match(line)]
+    assert len(found) <= 1, f"{line!r} matches {[k for k, _ in found]}"
+    return found[0] if found else None
+
+
+def test_step3_names_a_standard_set():
+    # Its regexes live once, in stepkit; the dashboard resolves the name the same way.
+    assert STEP3_ENTRY["progress_patterns"] == "video-batch"
+    assert set(PATTERNS) == {"total", "item", "progress", "success", "failure", "skipped", "summary"}
 
 
 @pytest.mark.parametrize("kind, line, fields", [
@@ -41,18 +61,18 @@ def match(kind, line):
 ])
 def test_documented_samples_give_documented_fields(kind, line, fields):
     assert line in sample_lines()
-    m = match(kind, line)
-    assert m, f"{kind} pattern does not match {line!r}"
-    for key, value in fields.items():
-        assert m.group(key) == value
+    key, got = read(line)
+    assert key == kind
+    assert {name: got[name] for name in fields} == fields
 
 
 def test_every_sample_line_matches_at_most_one_pattern():
-    for line in sample_lines():
-        assert sum(bool(match(kind, line)) for kind in PATTERNS) <= 1
+    matched = [read(line) for line in sample_lines()]
+    assert [line.split(":")[0] for line, m in zip(sample_lines(), matched) if m is None] == [
+        "CONFIG_EFFECTIVE", "DEVICE", "WARNING"]
 
 
-def test_reporter_prints_lines_the_patterns_read():
+def test_step3_s_emitter_prints_lines_the_patterns_read():
     out = io.StringIO()
     r = Reporter(stream=out)
     r.total(2)
@@ -61,48 +81,61 @@ def test_reporter_prints_lines_the_patterns_read():
     r.success(1, 2, "a dir/clip: one.MP4", "a dir/clip: one.csv", 1)
     r.processing(2, 2, "b.mkv")
     r.failed(2, 2, "b.mkv", "no video stream in the file")
+    r.skipped(2, 2, "b.mkv", "results complete (use --force to redo)")
     r.summary(1, 2, 1, 0)
-    got = out.getvalue().splitlines()
-    assert match("total", got[0]).group("total") == "2"
-    assert match("item", got[1]).group("item") == "a dir/clip: one.MP4"
-    assert match("progress", got[2]).group("done") == "50"
-    m = match("success", got[3])
-    assert (m.group("item"), m.group("result"), m.group("scenes")) == ("a dir/clip: one.MP4", "a dir/clip: one.csv", "1")
-    m = match("failure", got[5])
-    assert (m.group("item"), m.group("cause")) == ("b.mkv", "no video stream in the file")
-    assert match("summary", got[6]).group("failed") == "1"
-
-
-def test_frames_lines_are_throttled_but_final_always_prints(monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    out = io.StringIO()
-    r = Reporter(stream=out)
-    for done in range(0, 1001, 1):
-        r.frames(1, 1, done, 10000)
-    r.frames(1, 1, 10000, 10000, final=True)
-    lines = out.getvalue().splitlines()
-    done = [int(ln.split(": ")[2].split("/")[0]) for ln in lines]
-    # 1001 calls covering 10 % of the video within no time: one line per 2 %, plus the final one.
-    assert len(lines) == 6
-    assert all(b - a >= 199 for a, b in zip(done, done[1:]))
-    assert lines[-1] == "FRAMES: 1/1: 10000/10000"
-
-
-def test_a_slow_item_still_reports_every_second(monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    out = io.StringIO()
-    r = Reporter(stream=out)
-    for done in range(0, 100, 10):  # 0.1 % of the video per call, 0.5 s apart
-        r.frames(1, 1, done, 100000)
-        clock[0] += 0.5
-    lines = out.getvalue().splitlines()
-    assert lines == ["FRAMES: 1/1: 0/100000", "FRAMES: 1/1: 20/100000", "FRAMES: 1/1: 40/100000",
-                     "FRAMES: 1/1: 60/100000", "FRAMES: 1/1: 80/100000"]
+    got = [read(line) for line in out.getvalue().splitlines()]
+    assert got[0] == ("total", {"total": "2"})
+    assert got[1][1]["item"] == "a dir/clip: one.MP4"
+    assert got[2] == ("progress", {"index": "1", "total_items": "2", "done": "50", "total": "100"})
+    assert got[3][0] == "success"
+    assert (got[3][1]["item"], got[3][1]["result"], got[3][1]["scenes"]) == (
+        "a dir/clip: one.MP4", "a dir/clip: one.csv", "1")
+    assert got[5] == ("failure", {"index": "2", "total": "2", "item": "b.mkv", "cause": "no video stream in the file"})
+    assert got[6][0] == "skipped" and got[6][1]["item"] == "b.mkv"
+    assert got[7] == ("summary", {"succeeded": "1", "total": "2", "failed": "1", "skipped": "0"})
 
 
 def test_names_with_newlines_cannot_break_the_one_event_per_line_rule():
     out = io.StringIO()
     Reporter(stream=out).processing(1, 1, "evil\nSUMMARY: 9/9 succeeded, 0 failed, 0 skipped.mp4")
-    assert len(out.getvalue().splitlines()) == 1
+    [line] = out.getvalue().splitlines()
+    assert read(line)[0] == "item"
+
+
+def run_step3(folder, logs):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DRY_RUN", None)
+    out = subprocess.run([sys.executable, str(SCRIPT), "--input-dir", str(folder), "--log-dir", str(logs),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    protocol = [ln for ln in out.stdout.splitlines() if ln.startswith(KEYWORDS)]
+    return out, protocol
+
+
+def test_a_real_run_s_lines_are_all_read(tmp_path):
+    """Every protocol line a real STEP3 run prints (a video, a broken one, then a
+    second run that skips the done one) is read by exactly one pattern."""
+    folder = tmp_path / "projects" / "a: dir"
+    folder.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=2",
+                    "-pix_fmt", "yuv420p", str(folder / "clip -> one.mp4")], check=True, timeout=60)
+    (folder / "broken.mov").write_bytes(b"\x00garbage" * 100)
+
+    out, protocol = run_step3(tmp_path / "projects", tmp_path / "logs")
+    assert out.returncode == 1, out.stdout + out.stderr
+    got = [read(line) for line in protocol]
+    assert None not in got, [ln for ln, g in zip(protocol, got) if g is None]
+    keys = [k for k, _ in got]
+    assert keys[0] == "total" and keys[-1] == "summary"
+    assert sorted(set(keys)) == ["failure", "item", "progress", "success", "summary", "total"]
+    fields = {k: f for k, f in got if k in ("success", "failure", "summary")}
+    assert fields["success"]["item"] == "a: dir/clip -> one.mp4"
+    assert fields["success"]["result"] == "a: dir/clip -> one.csv" and fields["success"]["scenes"] == "1"
+    assert fields["failure"]["item"] == "a: dir/broken.mov"
+    assert fields["summary"] == {"succeeded": "1", "total": "2", "failed": "1", "skipped": "0"}
+
+    out, protocol = run_step3(tmp_path / "projects", tmp_path / "logs")
+    got = [read(line) for line in protocol]
+    assert None not in got
+    skipped = [f for k, f in got if k == "skipped"]
+    assert [f["item"] for f in skipped] == ["a: dir/clip -> one.mp4"]
+    assert got[-1] == ("summary", {"succeeded": "0", "total": "2", "failed": "1", "skipped": "1"})
