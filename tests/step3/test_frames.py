@@ -6,18 +6,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shots.frames import ffmpeg_decoder as decoder
 from conftest import ffmpeg, reference_frames
+from shots.frames.ffmpeg_reader import FrameReader
+from shots.frames.messages import MemoryChunk
+from shots.frames.probe import DecodeError, probe
+from shots.frames.segments import WHOLE_VIDEO, plan_video
+from shots.video_job import VideoJob
 
 
 def decode_all(path: Path, threads=None):
-    info = decoder.probe(path)
-    reader = decoder.FrameReader(info, threads=threads, chunk=97)  # a chunk size that doesn't divide anything
-    chunks = []
+    """A video decoded in one piece, as a decoder process and then its job do
+    it: frames and timestamps (from the first frame's), the whole checked."""
+    info = probe(path)
+    reader = FrameReader(info, threads=threads, chunk=97)  # a chunk size that doesn't divide anything
+    job = VideoJob(1, path, path.name, paths=None)
+    job.planned(info, [WHOLE_VIDEO])
     while (chunk := reader.read()) is not None:
-        chunks.append(chunk)
-    report = reader.finish()
-    return info, np.concatenate(chunks), report
+        job.segments[0].chunks.append(MemoryChunk(chunk))
+    report = job.segments[0].report = reader.finish()
+    frames = []
+    while (chunk := job.next_chunk()) is not None:
+        frames.append(chunk.take())
+    assert job.advance() is not None  # the end of the video: raises DecodeError if cut short
+    report.timestamps = job.timestamps
+    return info, np.concatenate(frames), report
 
 
 def test_frames_equal_official_ffmpeg_command_on_sample(sample_video):
@@ -72,16 +84,16 @@ def test_variable_frame_rate_counts_decoded_frames_with_their_timestamps(tmp_pat
 def test_unreadable_files_fail_at_probe(tmp_path, maker, cause):
     path = tmp_path / "bad.mp4"
     maker(path)
-    with pytest.raises(decoder.DecodeError) as info:
-        decoder.probe(path)
+    with pytest.raises(DecodeError) as info:
+        probe(path)
     assert str(info.value) == cause
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):
     path = tmp_path / "audio.mp4"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(path))
-    with pytest.raises(decoder.DecodeError, match="no video stream"):
-        decoder.probe(path)
+    with pytest.raises(DecodeError, match="no video stream"):
+        probe(path)
 
 
 def test_truncated_file_fails_instead_of_giving_half_a_result(tmp_path, sample_video):
@@ -90,12 +102,9 @@ def test_truncated_file_fails_instead_of_giving_half_a_result(tmp_path, sample_v
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    info = decoder.probe(cut)  # the header is intact: the damage shows only while decoding
-    reader = decoder.FrameReader(info)
-    while reader.read() is not None:
-        pass
-    with pytest.raises(decoder.DecodeError, match=r"truncated or damaged: decoding stopped at \d+\.\d s of 40\.\d s"):
-        reader.finish()
+    probe(cut)  # the header is intact: the damage shows only while decoding
+    with pytest.raises(DecodeError, match=r"truncated or damaged: decoding stopped at \d+\.\d s of 40\.\d s"):
+        decode_all(cut)
 
 
 # -- files that start late, odd containers, odd names (found by a stress run) ---------
@@ -123,20 +132,20 @@ def test_segments_of_a_file_that_starts_late_are_its_frames(tmp_path):
     """ffmpeg seeks from the file's first timestamp: each segment must start
     on its own keyframe and the segments together be the whole video."""
     clip = offset_clip(tmp_path / "late.mp4", 100, seconds=12, gop=50)
-    info, segments = decoder.plan_video(clip, split_frames=100)
+    info, segments = plan_video(clip, split_frames=100)
     assert len(segments) >= 3
     whole = decode_all(clip)[1]
     parts, stamps = [], []
     for seg in segments:
         # As the decoder processes run them: every segment keeps the file's timestamps.
-        reader = decoder.FrameReader(info, threads=1, start=seg["start"], max_frames=seg["frames"], absolute=True)
+        reader = FrameReader(info, threads=1, start=seg.start, max_frames=seg.frames, absolute=True)
         chunks = []
         while (chunk := reader.read()) is not None:
             chunks.append(chunk)
-        report = reader.finish(whole_video=False)
-        assert report.frame_count == (seg["frames"] or 300 - seg["first"])
-        if seg["start"] is not None:
-            assert report.timestamps[0] == pytest.approx(seg["start"], abs=1e-3)
+        report = reader.finish()
+        assert report.frame_count == (seg.frames or 300 - seg.first)
+        if seg.start is not None:
+            assert report.timestamps[0] == pytest.approx(seg.start, abs=1e-3)
         parts.append(np.concatenate(chunks))
         stamps += report.timestamps
     assert np.array_equal(np.concatenate(parts), whole)
@@ -176,12 +185,12 @@ def test_a_named_pipe_or_device_is_not_a_video(tmp_path):
     import os
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)
-    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a named pipe\)$"):
-        decoder.probe(fifo)
+    with pytest.raises(DecodeError, match=r"^not a regular file \(a named pipe\)$"):
+        probe(fifo)
     device = tmp_path / "zero.mp4"
     device.symlink_to("/dev/zero")
-    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a device\)$"):
-        decoder.probe(device)
+    with pytest.raises(DecodeError, match=r"^not a regular file \(a device\)$"):
+        probe(device)
 
 
 def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch, sample_video):
@@ -193,5 +202,5 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeyp
 
 def test_a_folder_is_not_a_video(tmp_path):
     (tmp_path / "x.mp4").mkdir()
-    with pytest.raises(decoder.DecodeError, match=r"^not a regular file \(a folder\)$"):
-        decoder.probe(tmp_path / "x.mp4")
+    with pytest.raises(DecodeError, match=r"^not a regular file \(a folder\)$"):
+        probe(tmp_path / "x.mp4")

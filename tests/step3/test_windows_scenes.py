@@ -6,6 +6,7 @@ import torch
 from shots import scenes
 from shots import windows
 from shots.windows import WindowBuilder
+from stepkit.scene_results import format_timecode, scene_rows
 
 
 def official_windows(frames: np.ndarray) -> list:
@@ -94,12 +95,12 @@ def test_threshold_is_strictly_greater():
     (3600 + 62.5, "01:01:02.500"), (1 / 30 * 1001, "00:00:33.367"),
 ])
 def test_timecodes(seconds, text):
-    assert scenes.format_timecode(seconds) == text
+    assert format_timecode(seconds) == text
 
 
 def test_scene_rows_use_timestamps_and_one_based_frames():
     ts = [i / 29.97 for i in range(10)]
-    rows = scenes.scene_rows([(0, 4), (6, 9)], ts, 29.97)
+    rows = scene_rows([(0, 4), (6, 9)], ts, 29.97)
     assert rows == [
         [1, "00:00:00.000", "00:00:00.167", 1, 5],   # out = start of frame 6 (index 5)
         [2, "00:00:00.200", "00:00:00.334", 7, 10],  # last scene ends one frame after its last frame

@@ -33,14 +33,12 @@ class WindowBuilder:
     def __init__(self):
         self._pending: Optional[np.ndarray] = None
         self.frame_count = 0
-        self.windows_made = 0
 
     def _drain(self) -> List[np.ndarray]:
         out = []
         while self._pending is not None and self._pending.shape[0] >= WINDOW:
             out.append(np.ascontiguousarray(self._pending[:WINDOW]))
             self._pending = self._pending[STRIDE:]
-        self.windows_made += len(out)
         return out
 
     def push(self, frames: np.ndarray) -> List[np.ndarray]:

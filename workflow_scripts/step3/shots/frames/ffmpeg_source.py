@@ -133,19 +133,19 @@ class FfmpegFrameSource(FrameSource):
         self._slots = max(2, ring_frames // CHUNK_FRAMES)
         self._threads = decoder_threads
         self._segment_seconds, self._segment_frames = segment_seconds, segment_frames
-        self.decoders: List[Decoder] = []
+        self._decoders: List[Decoder] = []
         self._retired: List[Decoder] = []
         try:
             for i in range(decoders):
-                self.decoders.append(Decoder(self._ctx, i, self._slots))
+                self._decoders.append(Decoder(self._ctx, i, self._slots))
         except BaseException:
             self.close()
             raise
-        self._by_conn = {d.conn: d for d in self.decoders}
+        self._by_conn = {d.conn: d for d in self._decoders}
 
     @property
     def capacity(self) -> int:
-        return len(self.decoders)
+        return len(self._decoders)
 
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
         if not split:
@@ -156,17 +156,17 @@ class FfmpegFrameSource(FrameSource):
         return decode_seconds(info, frames)
 
     def idle(self, limit: int) -> int:
-        busy = sum(1 for d in self.decoders if d.busy_with is not None)
-        return max(0, min(limit - busy, sum(1 for d in self.decoders if d.assignable)))
+        busy = sum(1 for d in self._decoders if d.busy_with is not None)
+        return max(0, min(limit - busy, sum(1 for d in self._decoders if d.assignable)))
 
     def submit(self, task: DecodeTask) -> None:
-        decoder = next(d for d in self.decoders if d.assignable)
-        threads = task.threads or self._threads or default_decoder_threads(task.info, len(self.decoders))
+        decoder = next(d for d in self._decoders if d.assignable)
+        threads = task.threads or self._threads or default_decoder_threads(task.info, len(self._decoders))
         decoder.busy_with = task.task_id
         decoder.tasks.put(replace(task, threads=threads))
 
     def cancel(self, task_id: int) -> None:
-        for d in self.decoders:
+        for d in self._decoders:
             if d.busy_with == task_id:
                 d.cancel.value = task_id
 
@@ -198,7 +198,7 @@ class FfmpegFrameSource(FrameSource):
     def _replace_dead(self) -> list:
         """A new decoder for each one that died; its task fails."""
         failed = []
-        for i, d in enumerate(self.decoders):
+        for i, d in enumerate(self._decoders):
             if d.process.is_alive():
                 continue
             d.process.join(1)
@@ -210,14 +210,14 @@ class FfmpegFrameSource(FrameSource):
             # Its ring may still hold chunks a video will read: keep it mapped.
             self._retired.append(d)
             fresh = Decoder(self._ctx, d.number, self._slots)
-            self.decoders[i] = fresh
+            self._decoders[i] = fresh
             self._by_conn[fresh.conn] = fresh
         return failed
 
     def close(self, timeout: float = 5.0) -> None:
         # All at once: a process takes a while to exit (0.1-0.5 s measured),
         # and 15 decoders stopped one after the other kept a run 8 s longer.
-        decoders = self.decoders + self._retired
+        decoders = self._decoders + self._retired
         for d in decoders:
             d.ask_to_stop()
         deadline = time.monotonic() + timeout
@@ -225,5 +225,5 @@ class FfmpegFrameSource(FrameSource):
             d.process.join(max(0.0, deadline - time.monotonic()))
         for d in decoders:
             d.close(timeout=1.0)
-        self.decoders = []
+        self._decoders = []
         self._retired = []

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shots import results
+from stepkit import scene_results as results
+from stepkit.atomic import write_atomic
+from stepkit.videos import find_videos
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -54,16 +56,16 @@ def test_find_videos_recursive_case_insensitive_sorted(tmp_path):
     for name in ["b/x.MP4", "a/y.mov", "a/z.txt", "c.MKV", ".hidden.mp4", ".cache/w.mp4", "d/e/f.WebM", "g.m4v"]:
         touch(tmp_path / name)
     found = [p.relative_to(tmp_path).as_posix() for p in
-             results.find_videos(tmp_path, [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"])]
+             find_videos(tmp_path, [".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"])]
     assert found == ["c.MKV", "g.m4v", "a/y.mov", "b/x.MP4", "d/e/f.WebM"]
     single = touch(tmp_path / "one.avi")
-    assert results.find_videos(single, [".mp4"]) == [single]
+    assert find_videos(single, [".mp4"]) == [single]
 
 
 def complete_pair(tmp_path, threshold=0.5):
     video = touch(tmp_path / "v.mp4", b"video bytes")
     paths = results.result_paths(video, [video])
-    results.write_results(paths, "No\n1\n", {"video": {"identity": results.video_identity(video)},
+    results.write_results(paths, [[1]], {"video": {"identity": results.video_identity(video)},
                                               "threshold": threshold})
     return video, paths
 
@@ -98,7 +100,7 @@ def test_truncated_json_is_not_done(tmp_path):
 def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "r.csv"
     target.write_text("old")
-    results.write_atomic(target, b"new content")
+    write_atomic(target, b"new content")
     assert target.read_text() == "new content"
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
 
@@ -111,7 +113,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left on device"):
-        results.write_atomic(target, b"new")
+        write_atomic(target, b"new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
 
@@ -134,7 +136,7 @@ def test_linked_folders_are_searched_once_and_loops_end(tmp_path):
     (root / "link").symlink_to(elsewhere)
     (root / "again").symlink_to(elsewhere)  # the same folder by a second name
     (root / "loop").symlink_to(root)        # a link back up
-    found = [p.relative_to(root).as_posix() for p in results.find_videos(root, [".mp4"])]
+    found = [p.relative_to(root).as_posix() for p in find_videos(root, [".mp4"])]
     assert found == ["near.mp4", "again/far.mp4"]
 
 
@@ -160,7 +162,7 @@ def test_a_json_that_cannot_be_written_takes_its_csv_with_it(tmp_path, monkeypat
         real_replace(src, dst)
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError) as info:
-        results.write_results(paths, "No\n1\n", {"threshold": 0.5})
+        results.write_results(paths, [[1]], {"threshold": 0.5})
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
     assert results.describe_write_error(info.value) == "cannot write results: No space left on device (v.scenes.json)"
 

@@ -1,4 +1,4 @@
-"""The engine's start: the model loads in the inference thread while the
+"""A run's start: the model loads in the inference thread while the
 decoders start on the first videos, and a model that cannot be set up ends
 the run cleanly. In-process (to slow the load down or break it), with the real
 weights, real decoder processes and a real clip."""
@@ -9,19 +9,19 @@ import psutil
 import pytest
 import torch
 
-from shots.frames import ffmpeg_pool as decode_pool
-from shots import engine
+from shots import driver
+from shots.frames import ffmpeg_source
 from shots.model import predictor as inference
 from conftest import copy_to, load_json
 from shots.report import Reporter
 from shots.config import load_config
 
 
-def run_engine(folder, logs, *args):
+def run_in_process(folder, logs, *args):
     out = io.StringIO()
     config = load_config(["--input-dir", str(folder), "--log-dir", str(logs), "--device", "cpu", *args],
                          environ={})
-    code = engine.run(config, Reporter(stream=out))
+    code = driver.run(config, Reporter(stream=out))
     return code, out.getvalue().splitlines()
 
 
@@ -44,7 +44,7 @@ def first(lines, prefix):
 
 def test_decoding_starts_while_the_model_loads(tmp_path, media, monkeypatch):
     copy_to(media["short"], tmp_path / "p", "clip.mp4")
-    real_load, real_take = inference.Predictor.load, decode_pool.Worker.take
+    real_load, real_take = inference.Predictor.load, ffmpeg_source.Decoder.take
     load_started, frames_taken = [], []
 
     def load(self):
@@ -56,8 +56,8 @@ def test_decoding_starts_while_the_model_loads(tmp_path, media, monkeypatch):
         frames_taken.append(time.monotonic())
         return real_take(self, slot, frames)
     monkeypatch.setattr(inference.Predictor, "load", load)
-    monkeypatch.setattr(decode_pool.Worker, "take", take)
-    code, lines = run_engine(tmp_path / "p", tmp_path / "logs")
+    monkeypatch.setattr(ffmpeg_source.Decoder, "take", take)
+    code, lines = run_in_process(tmp_path / "p", tmp_path / "logs")
     assert code == 0, lines
     # Decoded frames came out of the decoder's ring while the model was loading.
     assert frames_taken and frames_taken[0] < load_started[0] + 3.0
@@ -74,7 +74,7 @@ def test_a_model_that_cannot_be_set_up_ends_the_run_cleanly(tmp_path, media, sam
     monkeypatch.setattr(torch.jit, "trace", refuse)
     copy_to(media["short"], tmp_path / "p", "a.mp4")
     copy_to(sample_video, tmp_path / "p", "b.mp4")
-    code, lines = run_engine(tmp_path / "p", tmp_path / "logs", "--torchscript", "--no-torchscript-auto-fallback",
+    code, lines = run_in_process(tmp_path / "p", tmp_path / "logs", "--torchscript", "--no-torchscript-auto-fallback",
                              "--num-workers", "2")
     assert code == 2
     errors = [ln for ln in lines if ln.startswith("ERROR:")]
@@ -94,7 +94,7 @@ def test_unusable_weights_stop_the_run_before_any_decoder_starts(tmp_path, media
     weights = tmp_path / "w.pth"
     if content is not None:
         weights.write_bytes(content)
-    code, lines = run_engine(tmp_path / "p", tmp_path / "logs", "--weights-path", str(weights))
+    code, lines = run_in_process(tmp_path / "p", tmp_path / "logs", "--weights-path", str(weights))
     assert code == 2
     assert not any(ln.startswith("PROCESSING_VIDEO") for ln in lines)
     assert len([ln for ln in lines if ln.startswith("ERROR:")]) == 1
