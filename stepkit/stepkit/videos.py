@@ -42,7 +42,7 @@ def walk_videos(root: Path, extensions: Sequence[str] = VIDEO_EXTENSIONS,
 
     def unreadable(error: OSError) -> None:
         if Path(error.filename) == root:
-            raise FolderError(f"cannot read the folder {root}: {error.strerror}")
+            raise FolderError(f"cannot read the input folder {root}: {error.strerror}")
         if on_unreadable is not None:
             on_unreadable(Path(error.filename), error.strerror or str(error))
 
