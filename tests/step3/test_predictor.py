@@ -25,6 +25,8 @@ from shots.scenes import predictions_to_scenes
 from shots.windows import WINDOW, WindowBuilder, assemble, keep_center
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # ours vs the package's, the Winograd kernels included (test_cpu_fast.py)
+# Tests of a machine without CUDA (CI, this one); on a GPU machine test_gpu.py covers these paths.
+without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
 def make(weights_path, device="cpu", batch="auto", torchscript=False, fallback=True, mixed=False,
@@ -167,6 +169,7 @@ def test_mixed_precision_on_a_cpu_without_bf16_warns_and_runs_fp32(weights_path,
 
 
 # -- a GPU asked for, the CPU standing in ----------------------------------------------
+@without_cuda
 def test_cuda_asked_for_on_a_machine_without_it_runs_on_the_cpu_with_a_cpu_batch(weights_path):
     predictor, out = make(weights_path, device="cuda", batch=32)
     assert predictor.prepare() == "cpu"
@@ -177,6 +180,7 @@ def test_cuda_asked_for_on_a_machine_without_it_runs_on_the_cpu_with_a_cpu_batch
     assert predictor.batch_size == 1 and ready_line(out)["batch"] == "1"
 
 
+@without_cuda
 def test_cuda_failing_at_load_falls_back_to_the_cpu_with_a_cpu_batch(weights_path, a_gpu_that_fails):
     predictor, out = make(weights_path, device="cuda", batch=32)
     assert predictor.prepare() == "cuda"
