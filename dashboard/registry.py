@@ -155,25 +155,40 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
     unknown = set(entry) - KNOWN_KEYS
     if unknown:
         problem(f"unknown key(s): {', '.join(sorted(unknown))}")
-
     name = _text(entry, "name", sid, problem)
     description = _text(entry, "description", "", problem)
+    script, venv, cwd = _where(entry, venvs, problem)
+    args, env = _command(entry, problem)
+    patterns, matcher = _progress(entry, problem)
+    resources, run_all, grace, exit_codes = _run_options(entry, problem)
+    return Step(
+        id=sid, name=name or sid, description=description, script=script, venv=venv,
+        args=tuple(args), cwd=cwd, env=tuple(sorted(env.items())), resources=tuple(resources),
+        patterns=tuple(patterns.items()), run_all=run_all, cancel_grace_s=float(grace),
+        exit_codes=tuple(sorted(exit_codes.items())), problems=tuple(problems), matcher=matcher,
+    )
+
+
+def _where(entry: dict, venvs: dict[str, Venv], problem) -> tuple[str, str, str]:
+    """The script, its venv and its working folder, all inside the repository."""
     script = _text(entry, "script", "", problem)
     if not script:
         problem("script is missing")
     elif os.path.isabs(script) or ".." in Path(script).parts:
         problem(f"script {script} must be a path inside the repository")
-
     venv = _text(entry, "venv", "", problem)
     if not venv:
         problem("venv is missing")
     elif venv not in venvs:
         problem(f"venv {venv!r} is unknown (known: {', '.join(sorted(venvs)) or 'none'})")
-
     cwd = _text(entry, "cwd", ".", problem) or "."
     if os.path.isabs(cwd) or ".." in Path(cwd).parts:
         problem(f"cwd {cwd} must be a folder inside the repository")
+    return script, venv, cwd
 
+
+def _command(entry: dict, problem) -> tuple[list, dict]:
+    """Its arguments and extra environment, placeholders checked."""
     args = entry.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         problem("args must be a list of strings")
@@ -186,22 +201,26 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
         bad = _bad_placeholder(text)
         if bad:
             problem(f"{bad} in {text!r} (known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+    return args, env
 
+
+def _progress(entry: dict, problem) -> tuple[dict, LineMatcher | None]:
+    # A standard set's name (stepkit's rule, the same for every venv) or the
+    # step's own regexes; either way the step keeps the regexes it runs with.
+    try:
+        patterns = resolve_patterns(entry.get("progress_patterns", {}))
+        return patterns, LineMatcher(compile_patterns(patterns))
+    except (ValueError, PatternError) as exc:
+        problem(str(exc))
+        return {}, None
+
+
+def _run_options(entry: dict, problem) -> tuple[list, bool, float, dict]:
+    """Resources, "Run all", the cancel grace and what its exit codes mean."""
     resources = entry.get("resources", [])
     if not isinstance(resources, list) or not all(isinstance(r, str) and r for r in resources):
         problem("resources must be a list of names")
         resources = []
-
-    # A standard set's name (stepkit's rule, the same for every venv) or the
-    # step's own regexes; either way the step keeps the regexes it runs with.
-    matcher = None
-    try:
-        patterns = resolve_patterns(entry.get("progress_patterns", {}))
-        matcher = LineMatcher(compile_patterns(patterns))
-    except (ValueError, PatternError) as exc:
-        problem(str(exc))
-        patterns = {}
-
     run_all = entry.get("run_all", True)
     if not isinstance(run_all, bool):
         problem("run_all must be true or false")
@@ -220,13 +239,7 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
                 problem(f"exit_codes.{code}: must map an integer to a text")
     else:
         problem("exit_codes must be an object of code -> meaning")
-
-    return Step(
-        id=sid, name=name or sid, description=description, script=script, venv=venv,
-        args=tuple(args), cwd=cwd, env=tuple(sorted(env.items())), resources=tuple(resources),
-        patterns=tuple(patterns.items()), run_all=run_all, cancel_grace_s=float(grace),
-        exit_codes=tuple(sorted(exit_codes.items())), problems=tuple(problems), matcher=matcher,
-    )
+    return resources, run_all, grace, exit_codes
 
 
 def _text(entry: dict, key: str, default: str, problem) -> str:

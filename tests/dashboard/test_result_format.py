@@ -13,7 +13,8 @@ import re
 import pytest
 from dash_support import ROOT
 
-from stepkit.scene_results import CSV_HEADER, FORMAT, ResultError, check_document, field_paths, load_result
+from stepkit.result_check import ResultError, check_document, field_paths, load_result
+from stepkit.scene_results import CSV_HEADER, FORMAT
 
 SAMPLES = ROOT / "docs" / "samples"
 SAMPLE_JSON = SAMPLES / "step3-result.sample.json"

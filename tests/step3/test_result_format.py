@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stepkit.scene_results import check_document, is_complete, load_result, result_paths
+from stepkit.result_check import check_document, load_result
+from stepkit.scene_results import is_complete, result_paths
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "workflow_scripts" / "step3" / "run_transnet.py"

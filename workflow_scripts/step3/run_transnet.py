@@ -11,7 +11,6 @@ and probabilities). Prints the progress lines of docs/progress-protocol.md.
 Exit codes: 0 every video succeeded or was already done, 1 some failed,
 2 usage, configuration or weights error. ``--help`` lists the options.
 """
-import os
 import signal
 import sys
 from pathlib import Path

@@ -8,7 +8,7 @@ it in one piece) is the executor's call: the scheduler reports it to
 ``on_failure(job, cause, split)``.
 """
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 

@@ -14,9 +14,9 @@ from typing import Deque, Dict, List, Optional, Set, Tuple
 import numpy as np
 
 from shots import windows as win
-from shots.frames.messages import DecodeReport, FrameChunk, SegmentPlan
-from shots.frames.probe import DecodeError, VideoInfo
 from shots.frames.ffmpeg_reader import check_coverage
+from shots.frames.messages import DecodeReport, FrameChunk, SegmentPlan
+from shots.frames.probe import VideoInfo
 from stepkit.scene_results import ResultPaths
 
 
@@ -171,5 +171,3 @@ class VideoJob:
             decode_errors=self.error_count, decode_messages=list(self.error_messages),
             segments=len(self.segments), backends=set(self.backends), inference_seconds=self.inference_seconds)
 
-
-__all__ = ["VideoJob", "Segment", "SegmentMismatch", "VideoPrediction", "DecodeError"]
