@@ -2,6 +2,8 @@
 
     transnet_env/bin/python bench/bench_step3_cpu.py            # the sample, engine vs CLI
     transnet_env/bin/python bench/bench_step3_cpu.py --memory   # peak memory vs video length (long)
+    transnet_env/bin/python bench/bench_step3_cpu.py --baseline OTHER/workflow_scripts/step3/run_transnet.py
+        # and another checkout's STEP3, run right after ours each time (an A/B in one run)
 
 Prints markdown tables (copied into bench/RESULTS.md).
 """
@@ -19,10 +21,10 @@ from benchlib import SCRIPT, ffmpeg, frame_count, machine, run_measured, table
 from shots.model import weights as assets  # noqa: E402
 
 
-def engine_run(folder: Path, logs: Path, *extra):
+def engine_run(folder: Path, logs: Path, *extra, script: Path = SCRIPT):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     wall, peak, samples, out, rc = run_measured(
-        [sys.executable, str(SCRIPT), "--input-dir", str(folder), "--log-dir", str(logs), "--force", *extra], env=env)
+        [sys.executable, str(script), "--input-dir", str(folder), "--log-dir", str(logs), "--force", *extra], env=env)
     if rc != 0:
         print(out[-3000:])
     return wall, peak, samples, out
@@ -45,7 +47,7 @@ def our_scenes(csv_path: Path):
     return [(int(r["Frame In"]) - 1, int(r["Frame Out"]) - 1) for r in rows]
 
 
-def compare_on_sample(repeats: int):
+def compare_on_sample(repeats: int, baseline: Path = None):
     work = Path(tempfile.mkdtemp(prefix="step3-cpu-bench-"))
     video = work / "v" / "sample.mp4"
     video.parent.mkdir()
@@ -59,13 +61,15 @@ def compare_on_sample(repeats: int):
                      f"{peak:.0f}", len(cli_scenes), "-"])
         print(rows[-1], flush=True)
     base = float(rows[0][1])
+    scripts = [("this engine", SCRIPT)] + ([("baseline", Path(baseline))] if baseline else [])
     for _ in range(repeats):
-        wall, peak, _, out = engine_run(video.parent, work / "logs")
-        ours = our_scenes(video.with_suffix(".csv"))
-        ready = next((ln for ln in out.splitlines() if "model ready" in ln), "")
-        rows.append([f"this engine ({ready.split(': ', 1)[-1]})", f"{wall:.1f}", f"{frames / wall:.1f}",
-                     f"{base / wall:.2f}", f"{peak:.0f}", len(ours), ours == cli_scenes])
-        print(rows[-1], flush=True)
+        for who, script in scripts:
+            wall, peak, _, out = engine_run(video.parent, work / "logs", script=script)
+            ours = our_scenes(video.with_suffix(".csv"))
+            ready = next((ln for ln in out.splitlines() if "model ready" in ln), "")
+            rows.append([f"{who} ({ready.split(': ', 1)[-1]})", f"{wall:.1f}", f"{frames / wall:.1f}",
+                         f"{base / wall:.2f}", f"{peak:.0f}", len(ours), ours == cli_scenes])
+            print(rows[-1], flush=True)
     print(table(["run", "wall s", "frames/s (end to end)", "speed-up vs CLI", "peak RSS MiB (process tree)",
                  "scenes", "same scenes as CLI"], rows))
     shutil.rmtree(work, ignore_errors=True)
@@ -99,12 +103,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory", action="store_true", help="peak memory for 1, 10 and 60 minute videos")
     parser.add_argument("--minutes", default="1,10,60")
+    parser.add_argument("--baseline", help="another checkout's run_transnet.py, run after ours each time")
     args = parser.parse_args()
     print(machine(), flush=True)
     if args.memory:
         memory_by_length([int(m) for m in args.minutes.split(",")])
     else:
-        compare_on_sample(args.repeats)
+        compare_on_sample(args.repeats, args.baseline)
 
 
 if __name__ == "__main__":
