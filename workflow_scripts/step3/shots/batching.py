@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -17,6 +17,22 @@ from shots.video_job import VideoJob
 
 READY_WINDOWS_PER_BATCH = 4  # windows cut ahead of the model, in batches
 BATCHES_IN_FLIGHT = 2        # one running, one waiting: the model never idles
+
+
+@dataclass
+class _Loaded:
+    """Inference thread -> scheduler: the model is set up (``error`` None) or cannot be."""
+    error: Optional[BaseException]
+
+
+@dataclass
+class _BatchDone:
+    """Inference thread -> scheduler: a batch's probabilities, or what it raised."""
+    batch: List["Window"]
+    probs: Optional[np.ndarray] = None
+    backend: object = None
+    error: Optional[BaseException] = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -98,23 +114,24 @@ class ModelFeed:
             except queue.Empty:
                 return
             wait = 0.0
-            if item[0] == "loaded":
-                self.model_ready = item[1] is None
-                self._on_loaded(item[1])
-                continue
-            self._batch_done(*item)
+            if isinstance(item, _Loaded):
+                self.model_ready = item.error is None
+                self._on_loaded(item.error)
+            else:
+                self._batch_done(item)
 
-    def _batch_done(self, batch: List[Window], probs, backend, error, seconds: float) -> None:
+    def _batch_done(self, done: _BatchDone) -> None:
         self.in_flight -= 1
-        live = [(i, w) for i, w in enumerate(batch) if w.live]
+        live = [(i, w) for i, w in enumerate(done.batch) if w.live]
         jobs = list({id(w.job): w.job for _, w in live}.values())
-        if error is not None:
-            self._on_failed(jobs, error)
+        if done.error is not None:
+            self._on_failed(jobs, done.error)
             return
-        share = seconds / max(1, len(batch))
+        share = done.seconds / max(1, len(done.batch))
+        backend = done.backend
         ran_on = (str(backend.device), backend.precision, backend.kind)
         for i, w in live:
-            w.job.predicted(w.number, probs[i], share, ran_on)
+            w.job.predicted(w.number, done.probs[i], share, ran_on)
         self._on_predicted(jobs)
 
     # -- the inference thread -------------------------------------------------------------
@@ -122,9 +139,9 @@ class ModelFeed:
         try:
             self.predictor.load()
         except BaseException as exc:  # the scheduler's thread reports it and ends the run
-            self._results.put(("loaded", exc))
+            self._results.put(_Loaded(exc))
             return
-        self._results.put(("loaded", None))
+        self._results.put(_Loaded(None))
         while True:
             item = self._batches.get()
             if item is None:
@@ -133,6 +150,6 @@ class ModelFeed:
             started = time.perf_counter()
             try:
                 probs, backend = self.predictor.run(np.stack([w.frames for w in batch]), on_cpu=on_cpu)
-                self._results.put((batch, probs, backend, None, time.perf_counter() - started))
+                self._results.put(_BatchDone(batch, probs, backend, seconds=time.perf_counter() - started))
             except BaseException as exc:  # handed to the scheduler's thread, which decides
-                self._results.put((batch, None, None, exc, 0.0))
+                self._results.put(_BatchDone(batch, error=exc))
