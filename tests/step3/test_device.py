@@ -64,8 +64,11 @@ def test_the_reason_names_the_gpu_it_runs_on_and_no_other(request_, available, c
         assert [n for n in names if n in choice.why] == [f"Card-{index}"]
 
 
-def test_on_this_machine_without_cuda_every_request_runs_on_the_cpu():
-    assert not torch.cuda.is_available()
+without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
+
+@without_cuda
+def test_on_a_machine_without_cuda_every_request_runs_on_the_cpu():
     for request in REQUESTS:
         choice = find_device(request)
         assert choice.device == "cpu"
@@ -125,6 +128,11 @@ def test_the_gpu_batch_without_a_memory_reading_is_a_modest_one(monkeypatch):
 
 def test_a_device_that_cannot_run_anything_is_not_healthy():
     assert cuda_still_works(torch.device("cpu")) is False
+    assert cuda_still_works(torch.device(f"cuda:{torch.cuda.device_count()}")) is False  # no such device
+
+
+@without_cuda
+def test_cuda_is_not_healthy_where_torch_cannot_reach_it():
     assert cuda_still_works(torch.device("cuda:0")) is False  # this torch has no CUDA: it raises
 
 

@@ -25,7 +25,7 @@ from shots.scenes import predictions_to_scenes
 from shots.windows import WINDOW, WindowBuilder, assemble, keep_center
 
 MAX_PROBABILITY_DIFFERENCE = 1e-4  # ours vs the package's, the Winograd kernels included (test_cpu_fast.py)
-# Tests of a machine without CUDA (CI, this one); on a GPU machine test_gpu.py covers these paths.
+# Tests that need a machine without CUDA (CI, this one): on a GPU machine torch would load the model there.
 without_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
