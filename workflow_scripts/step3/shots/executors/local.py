@@ -7,13 +7,14 @@ its video in one piece; a CUDA failure redoes the videos concerned on the
 CPU (all the remaining ones if the GPU is gone).
 """
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from shots.batching import ModelFeed
 from shots.config import AUTO, Config
 from shots.executors import Executor, RunEvents, SetupFailed
 from shots.frames.ffmpeg_source import RING_FRAMES, FfmpegFrameSource, cpu_count, decoder_processes
 from shots.frames.probe import DecodeError
+from shots.frames.source import FrameSource
 from shots.scheduler import READAHEAD_FRAMES_PER_DECODER, DecodeScheduler
 from shots.video_job import SegmentMismatch, VideoJob
 
@@ -23,10 +24,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def ffmpeg_source(decoders: int, config: Config) -> FrameSource:
+    """The default frame source: ``decoders`` ffmpeg decoder processes."""
+    return FfmpegFrameSource(decoders, RING_FRAMES,
+                             None if config.decoder_threads == AUTO else int(config.decoder_threads),
+                             config.segment_seconds, config.segment_frames)
+
+
 class LocalExecutor(Executor):
-    def __init__(self, config: Config, weights_path: Path):
+    """``make_source(decoders, config)`` builds the frame source (the seam
+    of frames/source.py); ffmpeg decoder processes unless told otherwise."""
+
+    def __init__(self, config: Config, weights_path: Path,
+                 make_source: Callable[[int, Config], FrameSource] = ffmpeg_source):
         self.config = config
         self.weights_path = weights_path
+        self.make_source = make_source
         self.predictor = None
         self._model_device = "cpu"
 
@@ -52,6 +65,7 @@ class _Run:
 
     def __init__(self, executor: LocalExecutor, jobs: List[VideoJob], events: RunEvents):
         self.config, self.predictor, self.events = executor.config, executor.predictor, events
+        self.make_source = executor.make_source
         self.jobs = jobs
         self.unfinished = len(jobs)
         self.setup_error: Optional[str] = None
@@ -70,10 +84,7 @@ class _Run:
         # the first videos (CUDA's start and the warm-up take seconds).
         self.feed.start()
         try:
-            c = self.config
-            source = FfmpegFrameSource(self.decoders, RING_FRAMES,
-                                       None if c.decoder_threads == AUTO else int(c.decoder_threads),
-                                       c.segment_seconds, c.segment_frames)
+            source = self.make_source(self.decoders, self.config)
             self.scheduler = DecodeScheduler(source, self.decoders, self.readahead, self._decode_failed,
                                              self.events.started)
             for job in self.jobs:
