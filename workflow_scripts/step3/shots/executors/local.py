@@ -41,7 +41,7 @@ class LocalExecutor(Executor):
         self.weights_path = weights_path
         self.make_source = make_source
         self.predictor = None
-        self._model_device = "cpu"
+        self.model_device = "cpu"
 
     def prepare(self, events: RunEvents) -> None:
         # Imported here so that a dry run or a run with nothing to do never loads torch.
@@ -50,7 +50,7 @@ class LocalExecutor(Executor):
         self.predictor = Predictor(self.weights_path, c.device, c.mixed_precision, c.torchscript,
                                    c.torchscript_auto_fallback, c.batch_size, c.cpu_threads, events, c.cpu_fast)
         try:
-            self._model_device = self.predictor.prepare()
+            self.model_device = self.predictor.prepare()
         except WeightsError as exc:
             raise SetupFailed(str(exc)) from None
 
@@ -70,10 +70,10 @@ class _Run:
         self.unfinished = len(jobs)
         self.setup_error: Optional[str] = None
         c = self.config
-        self.decoders = decoder_processes(c.num_workers, executor._model_device)
+        self.decoders = decoder_processes(c.num_workers, executor.model_device)
         if c.num_workers == AUTO:
             events.info(f"{self.decoders} decoder process(es) (num_workers auto, {cpu_count()} cores, "
-                        f"model on {executor._model_device})")
+                        f"model on {executor.model_device})")
         self.readahead = (READAHEAD_FRAMES_PER_DECODER * self.decoders if c.readahead_frames == AUTO
                           else c.readahead_frames)
         self.feed = ModelFeed(self.predictor, self._loaded, self._predicted, self._batch_failed)
