@@ -123,7 +123,8 @@ class DecodeScheduler:
             return
         for job in self.active:
             for seg in job.segments[job.current + 1:]:
-                for i, chunk in enumerate(seg.chunks):
+                for i in range(len(seg.chunks)):  # replaced in place: no iterator over the deque
+                    chunk = seg.chunks[i]
                     if not chunk.holds_source_buffer:
                         continue
                     if self._held + chunk.frames > self.readahead_frames:
