@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import procs
 from .bus import EventBus, topic_of
-from .launcher import RUN_TAG_ENV, run_tag
+from .leftovers import Leftovers
 from .lines import LineSplitter
 from .run import Run
 from .run_log import RunLog
@@ -51,7 +51,7 @@ class Follower:
         self.grace = run.step.cancel_grace_s
         self.eof = False
         self.exit_seen: float | None = None  # monotonic time the child was seen exited
-        self.stray_kill_at: float | None = None
+        self.leftovers = Leftovers(run, log, logger, self.grace)
         self.cancel_killed = False
         self.last_checkpoint = self.last_tree_check = time.monotonic()
         self.last_exit_check = 0.0
@@ -64,7 +64,7 @@ class Follower:
         try:
             while self._turn(selector):
                 pass
-            self._wait_for_strays()
+            self.leftovers.finish()
             self._consume(self.splitter.close())
         except Exception:  # the run must end whatever happens here
             self.log.exception("run %s of %s: reader failed", self.run.id, self.run.step.id)
@@ -80,11 +80,11 @@ class Follower:
         now = time.monotonic()
         self._detect_exit(now)
         self._escalate_cancel(now)
-        if self.stray_kill_at is not None and now >= self.stray_kill_at:
-            self._kill_leftovers()
-        if self.exit_seen is not None and (self.eof or now - self.exit_seen > self.grace + 1):
+        if self.exit_seen is not None:
+            self.leftovers.check(now)
             # A descendant outside the group may hold the pipe open: stop reading.
-            return False
+            if self.eof or now - self.exit_seen > self.leftovers.settle_s + self.grace + 1:
+                return False
         self._note_escapees(now)
         self._checkpoint(now)
         return True
@@ -127,7 +127,7 @@ class Follower:
             self.last_exit_check = now
             if procs.exited(self.proc.pid):
                 self.exit_seen = now
-                self.stray_kill_at = self._end_strays()
+                self.leftovers.exited(now)
 
     def _escalate_cancel(self, now: float) -> None:
         """SIGKILL once the grace after SIGTERM is over and the child is still there."""
@@ -148,37 +148,6 @@ class Follower:
         # still shows them: once the child exits they are orphans nobody can trace.
         self.last_tree_check = now
         self.run.note_escapees(procs.escaped_descendants(self.run.pid))
-
-    def _end_strays(self) -> float | None:
-        """The child has exited: SIGTERM whatever it left running, in its group
-        or noted as escaped. Returns when to SIGKILL what is still there."""
-        run = self.run
-        strays = procs.group_members(run.pid)
-        # Daemons that left the group and whose parent is gone: found by the run's tag.
-        in_group = {s.pid for s in strays}
-        run.note_escapees([p for p in procs.tagged(RUN_TAG_ENV, run_tag(run.id))
-                           if p.pid != run.pid and p.pid not in in_group])
-        escaped = run.running_escapees()
-        if not strays and not escaped:
-            return None
-        pids = ", ".join(str(p.pid) for p in strays + escaped)
-        self.log.warning("run %s of %s: ending %d process(es) left behind by the step: %s",
-                         run.id, run.step.id, len(strays) + len(escaped), pids)
-        procs.signal_tree(run.pid, escaped, signal.SIGTERM)
-        return time.monotonic() + min(self.grace, 2.0)
-
-    def _wait_for_strays(self) -> None:
-        if self.stray_kill_at is None:
-            return
-        # Strays that closed their output give no EOF to wait for: watch them.
-        while time.monotonic() < self.stray_kill_at and (
-                procs.group_members(self.proc.pid) or self.run.running_escapees()):
-            time.sleep(0.05)
-        self._kill_leftovers()
-
-    def _kill_leftovers(self) -> None:
-        procs.signal_tree(self.proc.pid, self.run.known_escapees(), signal.SIGKILL)
-        self.stray_kill_at = None
 
     # ---- progress in the history, and the end ------------------------------------
 

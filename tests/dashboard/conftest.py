@@ -1,4 +1,5 @@
 """Fixtures: each test gets a fresh SQLite file, logs folder and projects folder."""
+import logging
 import shutil
 import tempfile
 import threading
@@ -8,6 +9,10 @@ from dash_support import ROOT, step, write_workflow
 from werkzeug.serving import make_server
 
 from dashboard import create_app
+from dashboard.bus import EventBus
+from dashboard.history import RunStore
+from dashboard.registry import load_registry
+from dashboard.runner import Runner
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -59,6 +64,26 @@ def make_app(paths):
     yield factory
     for app in apps:
         app.extensions["dashboard"].close()
+
+
+@pytest.fixture
+def make_runner(tmp_path):
+    """make_runner(*steps, venvs=None) -> a Runner (no Flask) on this test's own folders."""
+    made = []
+
+    def factory(*steps, venvs=None):
+        wf = write_workflow(tmp_path / "wf.json", list(steps), venvs)
+        store = RunStore(tmp_path / "runs.sqlite3")
+        (tmp_path / "projects").mkdir(exist_ok=True)
+        runner = Runner(load_registry(wf, ROOT), store, tmp_path / "logs", tmp_path / "projects", EventBus(),
+                        logging.getLogger("test-runner"))
+        made.append((runner, store))
+        return runner
+
+    yield factory
+    for runner, store in made:
+        runner.shutdown(timeout=10)
+        store.close()
 
 
 @pytest.fixture

@@ -48,6 +48,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, message: 
         time.sleep(interval)
 
 
+def finish(run, timeout=20):
+    """The snapshot of a run once it has ended."""
+    assert run.done.wait(timeout), f"run {run.id} did not end within {timeout} s"
+    return run.snapshot()
+
+
+def log_text(runner, run) -> str:
+    return (runner.logs_dir / run.log_rel).read_text(encoding="utf-8")
+
+
 def sample_lines() -> list[str]:
     """The reference sample block of docs/progress-protocol.md."""
     text = (ROOT / "docs" / "progress-protocol.md").read_text()

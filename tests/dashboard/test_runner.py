@@ -8,40 +8,13 @@ import time
 
 import psutil
 import pytest
-from dash_support import ROOT, step, wait_for, write_workflow
+from dash_support import ROOT, finish, log_text, step, wait_for, write_workflow
 
 from dashboard.bus import EventBus
 from dashboard.history import RunStore
 from dashboard.registry import load_registry
 from dashboard.runner import Busy, NotReady, Runner
 from dashboard.status import REASON_CANCELLED, REASON_INTERRUPTED, RunStatus
-
-
-@pytest.fixture
-def make_runner(tmp_path):
-    made = []
-
-    def factory(*steps, venvs=None):
-        wf = write_workflow(tmp_path / "wf.json", list(steps), venvs)
-        store = RunStore(tmp_path / "runs.sqlite3")
-        runner = Runner(load_registry(wf, ROOT), store, tmp_path / "logs", tmp_path / "projects", EventBus(),
-                        logging.getLogger("test-runner"))
-        made.append((runner, store))
-        return runner
-
-    yield factory
-    for runner, store in made:
-        runner.shutdown(timeout=10)
-        store.close()
-
-
-def finish(run, timeout=20):
-    assert run.done.wait(timeout), f"run {run.id} did not end within {timeout} s"
-    return run.snapshot()
-
-
-def log_text(runner, run) -> str:
-    return (runner.logs_dir / run.log_rel).read_text(encoding="utf-8")
 
 
 def test_progress_step_succeeds_with_its_counters(make_runner):
