@@ -11,9 +11,11 @@ from pathlib import Path
 
 from .status import RunStatus, SequenceStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added since version 1: (name, declaration), applied to older files.
-_ADDED = (("failures", "TEXT"), ("last_success", "TEXT"))
+# projects_dir (version 3): the folder a run worked on; NULL for the runs of
+# older files, which did not record it.
+_ADDED = (("failures", "TEXT"), ("last_success", "TEXT"), ("projects_dir", "TEXT"))
 JSON_COLUMNS = ("argv", "failures", "last_success")
 
 _SCHEMA = """
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pid_started_at REAL,
     updated_at REAL,
     failures TEXT,
-    last_success TEXT
+    last_success TEXT,
+    projects_dir TEXT
 );
 CREATE TABLE IF NOT EXISTS sequences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,9 +60,9 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 COLUMNS = (
     "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
     "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
-    "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success",
+    "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success", "projects_dir",
 )
-_UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at"}
+_UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at", "projects_dir"}
 
 
 class RunStore:
@@ -80,14 +83,18 @@ class RunStore:
             for name, declaration in _ADDED:
                 if name not in present:  # a file from an older dashboard
                     self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {declaration}")
+            # After the columns: an older file gets its projects_dir column above.
+            self._db.execute("CREATE INDEX IF NOT EXISTS runs_by_folder ON runs (projects_dir, step_id, id)")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
-               argv=None, status: str = RunStatus.RUNNING.value) -> int:
+               argv=None, status: str = RunStatus.RUNNING.value, projects_dir: str | None = None) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv) VALUES (?, ?, ?, ?, ?, ?)",
-                (step_id, status, trigger, sequence_id, started_at, json.dumps(argv) if argv is not None else None),
+                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv, projects_dir)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (step_id, status, trigger, sequence_id, started_at, json.dumps(argv) if argv is not None else None,
+                 projects_dir),
             )
             return cur.lastrowid
 
@@ -107,14 +114,14 @@ class RunStore:
             row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _as_dict(row) if row else None
 
-    def find(self, step_id: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0):
+    def find(self, step_id: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0,
+             projects_dir: str | None = None):
+        """Runs, newest first, and how many match; ``projects_dir`` keeps the runs on that folder."""
         where, params = [], []
-        if step_id:
-            where.append("step_id = ?")
-            params.append(step_id)
-        if status:
-            where.append("status = ?")
-            params.append(status)
+        for column, value in (("step_id", step_id), ("status", status), ("projects_dir", projects_dir)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM runs {clause}", params).fetchone()[0]
@@ -123,9 +130,17 @@ class RunStore:
             ).fetchall()
         return [_as_dict(r) for r in rows], total
 
-    def latest(self, step_id: str) -> dict | None:
-        rows, _ = self.find(step_id=step_id, limit=1)
+    def latest(self, step_id: str, projects_dir: str | None = None) -> dict | None:
+        rows, _ = self.find(step_id=step_id, limit=1, projects_dir=projects_dir)
         return rows[0] if rows else None
+
+    def folders(self) -> list[str]:
+        """The projects folders runs were recorded on, the most recently used first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT projects_dir FROM runs WHERE projects_dir IS NOT NULL"
+                " GROUP BY projects_dir ORDER BY MAX(id) DESC").fetchall()
+        return [r[0] for r in rows]
 
     def with_status(self, status: str) -> list[dict]:
         with self._lock:

@@ -22,13 +22,15 @@ class Run:
     LINE_PREVIEW = 400
     FAILURES_SHOWN = 5
 
-    def __init__(self, run_id: int, step: Step, started_at: float, trigger: str, sequence_id, log_rel: str):
+    def __init__(self, run_id: int, step: Step, started_at: float, trigger: str, sequence_id, log_rel: str,
+                 projects_dir: str | None = None):
         self.id = run_id
         self.step = step
         self.started_at = started_at
         self.trigger = trigger
         self.sequence_id = sequence_id
         self.log_rel = log_rel
+        self.projects_dir = projects_dir  # the folder the step works on, as recorded in the history
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.status = RunStatus.RUNNING

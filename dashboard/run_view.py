@@ -39,7 +39,7 @@ def live_view(run: Run, now: float | None = None) -> dict:
             succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
             last_success=None if p.last_success is None else vars(p.last_success),
             failures=[vars(f) for f in p.failures[-run.FAILURES_SHOWN:]],
-            lines=run.lines, last_lines=list(run.last_lines), log=run.log_rel,
+            lines=run.lines, last_lines=list(run.last_lines), log=run.log_rel, projects_dir=run.projects_dir,
         )
 
 
@@ -62,7 +62,7 @@ def history_view(row: dict, step_name: str, last_lines: list[str], now: float | 
         in_progress=0, fraction=row["fraction"],
         succeeded=row["succeeded"], failed=row["failed"], skipped=row["skipped"],
         last_success=row.get("last_success"), failures=row.get("failures") or [],
-        lines=row["lines"], last_lines=last_lines, log=row["log_path"],
+        lines=row["lines"], last_lines=last_lines, log=row["log_path"], projects_dir=row.get("projects_dir"),
     )
 
 
@@ -73,7 +73,7 @@ def _elapsed(started_at: float, ended_at: float | None, now: float) -> float:
 
 def _view(*, run_id, version, step_id, step_name, status, cancelling, trigger, sequence_id, started_at, ended_at,
           elapsed, eta_s, return_code, reason, total, index, item, item_done, item_total, in_progress, fraction,
-          succeeded, failed, skipped, last_success, failures, lines, last_lines, log) -> dict:
+          succeeded, failed, skipped, last_success, failures, lines, last_lines, log, projects_dir) -> dict:
     return {
         "id": run_id,
         "version": version,
@@ -105,4 +105,6 @@ def _view(*, run_id, version, step_id, step_name, status, cancelling, trigger, s
         "last_lines": last_lines,
         "log": log,
         "step_name": step_name,
+        # None: a run from an older history file, which did not record its folder.
+        "projects_dir": projects_dir,
     }

@@ -165,8 +165,9 @@ class Runner:
 
     def _start(self, step: Step, trigger: str, sequence_id) -> Run:
         started = time.time()
-        run_id = self.store.create(step.id, started, trigger, sequence_id)
-        run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started))
+        folder = str(self.projects_dir)
+        run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder)
+        run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started), folder)
         try:
             proc, log = self.launcher.start(run)
         except StartFailed as exc:

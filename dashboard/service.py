@@ -76,11 +76,13 @@ class Dashboard:
         if step is None:
             return None
         problems, fix = self.registry.readiness(step)
+        # The card is about the folder the steps work on now: a run on another
+        # folder (or on an unrecorded one, from an older history) is only in the history.
         run = self.runner.latest(step.id)
         if run is not None:
             snapshot = live_view(run)
         else:
-            row = self.store.latest(step.id)
+            row = self.store.latest(step.id, projects_dir=str(self.projects_dir))
             snapshot = self._from_history(row, with_lines=True) if row else None
         running = snapshot is not None and snapshot["status"] == RunStatus.RUNNING.value
         return {
@@ -112,6 +114,7 @@ class Dashboard:
     def snapshot(self) -> dict:
         return {
             "server_time": time.time(),
+            "projects_dir": str(self.projects_dir),
             "steps": self.steps_state(),
             "sequence": self.sequence_state(),
             "config_problems": list(self.registry.problems),
@@ -135,8 +138,9 @@ class Dashboard:
         row = self.store.get(run_id)
         return self._from_history(row, with_lines=False) if row else None
 
-    def runs(self, step_id=None, status=None, limit=50, offset=0) -> tuple[list[dict], int]:
-        rows, total = self.store.find(step_id=step_id, status=status, limit=limit, offset=offset)
+    def runs(self, step_id=None, status=None, limit=50, offset=0, folder=None) -> tuple[list[dict], int]:
+        rows, total = self.store.find(step_id=step_id, status=status, limit=limit, offset=offset,
+                                      projects_dir=folder)
         live = {r.id: r for r in self.runner.active_runs()}
         out = [live_view(live[r["id"]]) if r["id"] in live else self._from_history(r, with_lines=False) for r in rows]
         return out, total

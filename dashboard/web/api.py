@@ -78,9 +78,10 @@ def runs():
     status = request.args.get("status") or None
     if status and status not in {s.value for s in RunStatus}:
         return error(400, f"unknown status {status!r}")
+    folder = request.args.get("folder") or None  # a projects folder, as the runs record it
     limit = int_arg("limit", 50, 1, 500)
     offset = int_arg("offset", 0, 0, 10**9)
-    items, total = dashboard().runs(step_id, status, limit, offset)
+    items, total = dashboard().runs(step_id, status, limit, offset, folder)
     return jsonify(runs=items, total=total, limit=limit, offset=offset)
 
 

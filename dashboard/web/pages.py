@@ -33,11 +33,17 @@ def history():
         page = max(1, int(request.args.get("page", 1)))
     except ValueError:
         page = 1
-    runs, total = svc.runs(step_id, status, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    folder = request.args.get("folder") or None
+    runs, total = svc.runs(step_id, status, PAGE_SIZE, (page - 1) * PAGE_SIZE, folder)
     names = {s.id: s.name for s in svc.registry.steps}
+    folders = svc.store.folders()
+    current = str(svc.projects_dir)
+    if current not in folders:
+        folders.insert(0, current)
     return render_template("history.html", runs=runs, total=total, page=page,
                            pages=max(1, math.ceil(total / PAGE_SIZE)), step_id=step_id, status=status,
-                           steps=svc.registry.steps, names=names, statuses=[s.value for s in RunStatus])
+                           steps=svc.registry.steps, names=names, statuses=[s.value for s in RunStatus],
+                           folder=folder, folders=folders, current_folder=current)
 
 
 @bp.get("/logs")

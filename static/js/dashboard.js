@@ -105,7 +105,7 @@
     setText(field(card, "counts"), run
       ? `${run.succeeded} succeeded · ${run.failed} failed · ${run.skipped} skipped` + (run.total !== null && run.total !== undefined ? ` of ${run.total}` : "")
       : "—");
-    setText(field(card, "reason"), run ? (run.cancelling ? "cancelling…" : (run.reason || "running")) : "never run");
+    setText(field(card, "reason"), run ? (run.cancelling ? "cancelling…" : (run.reason || "running")) : "not run on this projects folder yet");
     const link = field(card, "run-link");
     link.hidden = !run;
     field(card, "no-run").hidden = !!run;

@@ -104,7 +104,7 @@ def test_history_pages_through_many_runs(make_app):
     first = client.get("/history").get_data(as_text=True)
     assert len(re.findall(r'<tr data-run=', first)) == 50 and "page 1 of 3" in first
     last = client.get("/history?page=3").get_data(as_text=True)
-    assert len(re.findall(r'<tr data-run=', last)) == 20 and "older" not in last
+    assert len(re.findall(r"<tr data-run=", last)) == 20 and "older →" not in last and "← newer" in last
 
 
 def test_log_viewer_pages(make_app):
