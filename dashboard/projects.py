@@ -1,9 +1,29 @@
-"""The videos of the projects folder, as the steps will find them (stepkit's
-discovery: the same files, linked folders followed), listed by path."""
+"""The projects folder: whether the steps can work on it, and its videos as
+the steps will find them (stepkit's discovery: the same files, linked folders
+followed), listed by path."""
 import os
+import shlex
 from pathlib import Path
 
 from stepkit.videos import FolderError, relative_name, walk_videos
+
+
+def folder_problem(projects_dir: Path) -> tuple[str, str | None] | None:
+    """Why the steps cannot work on the folder (missing, not a folder,
+    unreadable) and the command that fixes it if there is one; None when it is fine.
+
+    Looked at each time it is asked: a folder created while the server runs counts at once.
+    """
+    path = str(projects_dir)
+    try:
+        with os.scandir(path):
+            return None
+    except FileNotFoundError:
+        return f"the projects folder {path} does not exist", f"mkdir -p {shlex.quote(path)}"
+    except NotADirectoryError:
+        return f"the projects folder {path} is not a folder", None
+    except OSError as exc:
+        return f"the projects folder {path} cannot be read ({exc.strerror or exc})", None
 
 
 def list_videos(projects_dir: Path, limit: int = 500) -> dict:

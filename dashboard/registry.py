@@ -54,6 +54,11 @@ class Step:
     def exit_meaning(self, code: int) -> str | None:
         return dict(self.exit_codes).get(code)
 
+    @property
+    def uses_projects_dir(self) -> bool:
+        """Whether the step is given the projects folder (it cannot work without it)."""
+        return any("projects_dir" in _placeholders(text) for text in (*self.args, *(v for _, v in self.env)))
+
 
 class Registry:
     def __init__(self, root: Path, steps: list[Step], venvs: dict[str, Venv], problems: list[str]):
@@ -248,6 +253,13 @@ def _text(entry: dict, key: str, default: str, problem) -> str:
         problem(f"{key} must be a string")
         return default
     return value
+
+
+def _placeholders(text: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    except ValueError:
+        return set()
 
 
 def _bad_placeholder(text: str) -> str | None:

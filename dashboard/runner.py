@@ -19,6 +19,7 @@ from .bus import EventBus, topic_of
 from .follower import Follower
 from .history import RunStore
 from .launcher import Launcher, StartFailed
+from .projects import folder_problem
 from .registry import Registry, Step
 from .run import Run
 from .run_log import DASHBOARD_PREFIX, append_note, log_rel_of
@@ -108,6 +109,16 @@ class Runner:
         with self._lock:
             return list(self._active.values())
 
+    def readiness(self, step: Step) -> tuple[list[str], str | None]:
+        """What keeps ``step`` from starting now (its entry, venv and script, and
+        the projects folder if it is given it) and the command that fixes it."""
+        problems, fix = self.registry.readiness(step)
+        if step.uses_projects_dir:
+            found = folder_problem(self.projects_dir)
+            if found:
+                problems, fix = problems + [found[0]], fix or found[1]
+        return problems, fix
+
     def blocker(self, step: Step) -> str | None:
         """Why ``step`` cannot start right now, or None."""
         with self._lock:
@@ -136,7 +147,7 @@ class Runner:
         step = self.registry.get(step_id)
         if step is None:
             raise UnknownStep(f"no step {step_id!r}")
-        problems, fix = self.registry.readiness(step)
+        problems, fix = self.readiness(step)
         if problems:
             raise NotReady(f"{step.name} cannot start: {problems[0]}", problems, fix)
         # Check and register under one lock: two launches at the same instant

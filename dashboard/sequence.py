@@ -10,7 +10,7 @@ import time
 from .bus import EventBus
 from .history import RunStore
 from .registry import Registry
-from .runner import Busy, LaunchError, NotRunning, Runner, Stopping
+from .runner import Busy, LaunchError, NotReady, NotRunning, Runner, Stopping
 from .status import (REASON_CANCELLED, REASON_INTERRUPTED, RunStatus, SequenceStatus, all_steps_succeeded,
                      internal_error, sequence_stopped)
 
@@ -66,6 +66,16 @@ class SequenceRunner:
     def steps(self) -> list[str]:
         return [s.id for s in self.registry.steps if s.run_all]
 
+    def problem(self) -> NotReady | None:
+        """Why "Run all" cannot start now: its first step that cannot (a missing
+        venv, a missing projects folder...), which would stop it anyway."""
+        for step_id in self.steps():
+            step = self.registry.get(step_id)
+            problems, fix = self.runner.readiness(step)
+            if problems:
+                return NotReady(f"{step.name} cannot start: {problems[0]}", problems, fix)
+        return None
+
     def current(self) -> Sequence | None:
         with self._lock:
             return self._current
@@ -74,6 +84,9 @@ class SequenceRunner:
         steps = self.steps()
         if not steps:
             raise LaunchError("no step takes part in \"Run all\"")
+        refusal = self.problem()
+        if refusal is not None:
+            raise refusal
         with self._lock:
             if self._closed:
                 raise Stopping()

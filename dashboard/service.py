@@ -13,7 +13,7 @@ from pathlib import Path
 from . import logfiles
 from .bus import STEP_TOPIC, EventBus, topic_of
 from .history import RunStore
-from .projects import list_videos
+from .projects import folder_problem, list_videos
 from .registry import Registry, load_registry
 from .run_log import DASHBOARD_PREFIX
 from .run_view import history_view, live_view
@@ -58,6 +58,11 @@ class Dashboard:
             for problem in self.registry.readiness(step)[0]:
                 if problem not in step.problems:
                     self.log.error("step %s cannot start: %s", step.id, problem)
+        found = folder_problem(self.projects_dir)
+        if found:
+            # One line, at start-up: the steps' own lines would only say so after a failed run.
+            fix = f" (create it: {found[1]})" if found[1] else ""
+            self.log.error("%s: Run and Run all stay disabled until it can be used%s", found[0], fix)
         self.store = RunStore(Path(db_path))
         self.bus = EventBus()
         self.runner = Runner(self.registry, self.store, self.logs_dir, self.projects_dir, self.bus, self.log)
@@ -75,7 +80,7 @@ class Dashboard:
         step = self.registry.get(step_id)
         if step is None:
             return None
-        problems, fix = self.registry.readiness(step)
+        problems, fix = self.runner.readiness(step)
         # The card is about the folder the steps work on now: a run on another
         # folder (or on an unrecorded one, from an older history) is only in the history.
         run = self.runner.latest(step.id)
@@ -106,15 +111,33 @@ class Dashboard:
 
     def sequence_state(self) -> dict:
         seq = self.sequences.current()
+        refusal = self.sequences.problem()
         return {
             "steps": self.sequences.steps(),
             "current": seq.snapshot() if seq else None,
+            "problem": str(refusal) if refusal else None,  # why "Run all" cannot start now
+            "fix": refusal.fix if refusal else None,
         }
+
+    def projects_problem(self) -> str | None:
+        found = folder_problem(self.projects_dir)
+        return found[0] if found else None
+
+    def projects_fix(self) -> str | None:
+        found = folder_problem(self.projects_dir)
+        return found[1] if found else None
+
+    def readiness_signature(self) -> tuple:
+        """What decides which buttons are enabled, to tell when it changes
+        without a run to announce it (a folder or a venv created meanwhile)."""
+        return self.projects_problem(), tuple(bool(self.runner.readiness(s)[0]) for s in self.registry.steps)
 
     def snapshot(self) -> dict:
         return {
             "server_time": time.time(),
             "projects_dir": str(self.projects_dir),
+            "projects_problem": self.projects_problem(),
+            "projects_fix": self.projects_fix(),
             "steps": self.steps_state(),
             "sequence": self.sequence_state(),
             "config_problems": list(self.registry.problems),

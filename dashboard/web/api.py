@@ -119,6 +119,8 @@ def run_all():
         seq = svc.sequences.start()
     except SequenceBusy as exc:
         return error(409, str(exc))
+    except NotReady as exc:
+        return error(422, str(exc), problems=exc.problems, fix=exc.fix)
     except LaunchError as exc:
         return error(422, str(exc))
     response = jsonify(sequence=seq.snapshot())

@@ -44,6 +44,7 @@ def events():
         try:
             seq = svc.bus.seq
             yield "retry: 2000\n\n"
+            readiness = svc.readiness_signature()  # before the snapshot: a change after it is sent again
             yield _event("snapshot", svc.snapshot())
             last_sent = last_system = time.monotonic()
             yield _event("system", svc.system.sample())
@@ -53,6 +54,10 @@ def events():
                     last_system = now
                     last_sent = now
                     yield _event("system", svc.system.sample())
+                    # A folder or a venv that appears announces itself to no one: look.
+                    if svc.readiness_signature() != readiness:
+                        readiness = svc.readiness_signature()
+                        yield _event("snapshot", svc.snapshot())
                 wait = max(0.01, min(heartbeat - (now - last_sent), system_every - (now - last_system)))
                 seq, topics = svc.bus.wait(seq, wait)
                 if svc.bus.closed:

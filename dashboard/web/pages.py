@@ -97,6 +97,15 @@ def register_filters(app: Flask) -> None:
     app.add_template_filter(_when, "when")
     app.add_template_filter(_duration, "duration")
     app.add_template_filter(_size, "size")
+    app.add_template_filter(_sentence, "sentence")
+
+
+def _sentence(text: str) -> str:
+    """A message as a sentence: its first letter upper case (the rest, paths included, as it is)."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _when(epoch) -> str:

@@ -155,8 +155,24 @@
     }
     setText(box, text);
     const running = !!seq && seq.status === "running";
-    document.getElementById("run-all").disabled = running;
+    document.getElementById("run-all").disabled = running || !!state.problem;
     document.getElementById("cancel-all").disabled = !running;
+    setText(document.getElementById("run-all-blocked"), running ? "" : (state.problem || ""));
+  }
+
+  const sentence = (text) => {
+    const t = text.trim();
+    return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".") : t;
+  };
+
+  function renderProjects(snapshot) {
+    // The projects folder is looked at each time: created while the page is open, it enables Run.
+    const box = document.getElementById("projects-problem");
+    box.hidden = !snapshot.projects_problem;
+    setText(field(box, "problem"), snapshot.projects_problem ? sentence(snapshot.projects_problem) : "");
+    field(box, "fix-box").hidden = !snapshot.projects_fix;
+    setText(field(box, "fix"), snapshot.projects_fix || "");
+    if (!snapshot.projects_problem) document.getElementById("videos-problem").hidden = true;
   }
 
   function renderSystem(sys) {
@@ -185,6 +201,7 @@
     clockOffset = snapshot.server_time - Date.now() / 1000;
     snapshot.steps.forEach(renderStep);
     renderSequence(snapshot.sequence);
+    renderProjects(snapshot);
     renderTitle();
   }
 
