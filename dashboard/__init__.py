@@ -35,7 +35,7 @@ def create_app(test_config: dict | None = None):
 
     from . import security
     from .service import Dashboard
-    from .web import api, events, logs, pages
+    from .web import api, errors, events, logs, pages
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(DEFAULTS)
@@ -62,7 +62,7 @@ def create_app(test_config: dict | None = None):
 
     got_request_exception.connect(log_exception, app, weak=False)
     security.init_app(app)
-    for module in (pages, api, logs, events):
+    for module in (pages, api, logs, events, errors):
         app.register_blueprint(module.bp)
     pages.register_filters(app)
     return app

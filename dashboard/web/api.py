@@ -13,17 +13,6 @@ from .logs import read_log
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-@bp.app_errorhandler(404)
-@bp.app_errorhandler(405)
-@bp.app_errorhandler(500)
-def _http_error(exc):
-    # Scripts get JSON under /api/; the pages keep Flask's plain error pages.
-    if request.path.startswith("/api/"):
-        code = getattr(exc, "code", 500) or 500
-        return error(code, getattr(exc, "description", None) or "internal error")
-    return exc
-
-
 @bp.get("/steps")
 def steps():
     state = dashboard().snapshot()

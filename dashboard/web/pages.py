@@ -5,14 +5,12 @@ from datetime import datetime
 from flask import Blueprint, Flask, render_template, request
 
 from .. import logfiles
-from ..service import APP_LOG
 from ..status import RunStatus
-from . import dashboard
+from . import dashboard, log_choice
 from .logs import read_log
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 50
-FILES = "_files"  # the log viewer's "other files" source
 
 
 @bp.get("/")
@@ -51,45 +49,26 @@ def logs():
     """?run=ID (a run's log), ?path=REL (any file in logs/), ?step=ID (its latest run), else app.log."""
     svc = dashboard()
     args = request.args
-    step_id, run_arg, path_arg = args.get("step", ""), args.get("run", ""), args.get("path", "")
-    run_id = int(run_arg) if run_arg.isdigit() else None
-    if run_id is not None:
-        row = svc.store.get(run_id)
-        step_id = row["step_id"] if row else step_id
-    elif path_arg:
-        step_id = FILES
-    elif step_id and svc.registry.get(step_id):
-        latest = svc.store.latest(step_id)
-        run_id = latest["id"] if latest else None
-    elif step_id != FILES:
-        step_id = ""
-
-    data, error, source = None, None, None
-    try:
-        if run_id is not None:
-            path = svc.run_log(run_id)
-            if path is None:
-                raise FileNotFoundError
-            source = {"run": run_id}
-        elif path_arg or not step_id:
-            path = logfiles.resolve(svc.logs_dir, path_arg or APP_LOG)
-            source = {"path": path_arg or APP_LOG}
+    choice = log_choice.choose(svc, args.get("step", ""), args.get("run", ""), args.get("path", ""))
+    text_filter, level = args.get("filter", ""), args.get("level", "all")
+    data = empty = None
+    if choice.file is not None:
+        try:
+            data = read_log(choice.file, svc.logs_dir)
+        except OSError as exc:
+            choice.error = f"The file cannot be read: {exc.strerror or exc}."
         else:
-            path = None
-            error = "no run of this step yet" if step_id != FILES else "choose a file"
-        if path is not None:
-            data = read_log(path, svc.logs_dir)
-    except logfiles.UnsafePath as exc:
-        error = f"refused: {exc}"
-    except FileNotFoundError:
-        error = "no such log file"
-
-    runs = svc.runs(step_id, None, 100, 0)[0] if step_id and step_id != FILES else []
-    files = logfiles.list_files(svc.logs_dir) if step_id == FILES else []
+            if not data["lines"]:
+                empty = log_choice.empty_text(text_filter, level, data["complete"])
+    step_id = choice.step_id
+    real_step = step_id not in ("", log_choice.FILES, log_choice.UNKNOWN)
+    runs = svc.runs(step_id, None, 100, 0)[0] if real_step else []
+    files = logfiles.list_files(svc.logs_dir) if step_id == log_choice.FILES else []
     return render_template(
-        "logs.html", steps=svc.registry.steps, runs=runs, files=files, step_id=step_id, run_id=run_id,
-        path=path_arg, data=data, error=error, source=source, files_value=FILES,
-        tail=args.get("tail", "200"), text_filter=args.get("filter", ""), level=args.get("level", "all"),
+        "logs.html", steps=svc.registry.steps, runs=runs, files=files, choice=choice, step_id=step_id,
+        run_id=choice.run_id, path=choice.path, data=data, empty=empty, error=choice.error,
+        notice=choice.notice, source=choice.source, files_value=log_choice.FILES,
+        unknown_value=log_choice.UNKNOWN, tail=args.get("tail", "200"), text_filter=text_filter, level=level,
     )
 
 

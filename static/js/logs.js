@@ -38,7 +38,14 @@
   const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.scrollTop = log.scrollHeight;
 
+  const empty = document.getElementById("log-empty");
+
   function append(lines, replace) {
+    if (lines.length) {
+      // The first matching line replaces the "no matching lines" note.
+      empty.hidden = true;
+      log.hidden = false;
+    }
     const stick = atBottom();
     const fragment = document.createDocumentFragment();
     for (const line of lines) {

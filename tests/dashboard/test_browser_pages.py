@@ -6,7 +6,7 @@ Screenshots go to artifacts/dashboard/ (git-ignored).
 import pytest
 from dash_support import step
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 pytestmark = pytest.mark.browser
 
@@ -52,3 +52,50 @@ def test_a_missing_projects_folder_keeps_run_disabled_until_it_is_created(live_s
     assert driver.find_element(By.ID, "run-all-blocked").text == ""
     assert "does not exist" not in card(driver, "uses").text
     assert js_errors(driver) == []
+
+
+def test_log_viewer_other_files_filter_with_no_match_and_unknown_run(live_server, browser, artifacts):
+    server = live_server([step("long", "sleeper.py", name="Long run")])
+    run = server.app.extensions["dashboard"].runner.launch("long")
+    driver = browser
+    driver.get(f"{server.url}/logs")
+    Select(driver.find_element(By.ID, "log-step")).select_by_visible_text("Other files in logs/")
+    wait_until(driver, lambda d: d.find_elements(By.ID, "log-path"), message="the file select")
+    assert driver.find_elements(By.ID, "log-error") == []
+    shown = driver.find_element(By.ID, "log-name").text
+    assert Select(driver.find_element(By.ID, "log-path")).first_selected_option.get_attribute("value") == shown
+    assert driver.find_element(By.ID, "log").text.strip() != ""
+    driver.save_screenshot(str(artifacts / "log_viewer_other_files.png"))
+
+    # A filter that matches nothing yet: said in words, then replaced by the line once it comes.
+    frames = wait_until(driver, lambda d: run.snapshot()["lines"] >= 5 and run.snapshot()["item_done"])
+    target = f": {frames + 12}/100000"
+    driver.get(f"{server.url}/logs?run={run.id}")
+    box = driver.find_element(By.ID, "log-filter")
+    box.send_keys(target)
+    box.submit()
+    empty = wait_until(driver, lambda d: d.find_element(By.ID, "log-empty"), message="the reloaded page")
+    assert empty.is_displayed() and empty.text == f"No matching lines: no line contains “{target}” in this file."
+    assert not driver.find_element(By.ID, "log").is_displayed()
+    driver.save_screenshot(str(artifacts / "log_viewer_no_match.png"))
+    wait_until(driver, lambda d: target in d.find_element(By.ID, "log").text, timeout=15, message="the line")
+    assert not driver.find_element(By.ID, "log-empty").is_displayed()
+    server.app.extensions["dashboard"].runner.cancel("long")
+    assert run.done.wait(10)
+
+    driver.get(f"{server.url}/logs?run=999")
+    assert driver.find_element(By.ID, "log-error").text == "There is no run #999 in the history."
+    assert Select(driver.find_element(By.ID, "log-step")).first_selected_option.text == "Run #999 (not in the history)"
+    assert driver.find_elements(By.ID, "log") == []
+    assert js_errors(driver) == []
+
+
+def test_the_404_page_looks_like_the_site(live_server, browser, artifacts):
+    server = live_server([step("p", "progress.py")])
+    driver = browser
+    driver.get(f"{server.url}/no-such-page")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Page not found"
+    assert driver.find_element(By.ID, "error-sentence").text == "There is no page at this address. Back to the dashboard."
+    driver.save_screenshot(str(artifacts / "page_not_found.png"))
+    driver.find_element(By.LINK_TEXT, "Back to the dashboard").click()
+    wait_until(driver, lambda d: d.find_elements(By.ID, "step-p"), message="the dashboard")

@@ -126,7 +126,9 @@ def test_log_viewer_pages(make_app):
 
 def test_log_viewer_says_when_a_step_has_no_run(make_app):
     client = make_app([step("p", "progress.py")]).test_client()
-    assert "no run of this step yet" in client.get("/logs?step=p").get_data(as_text=True)
+    html = client.get("/logs?step=p").get_data(as_text=True)
+    assert '<p class="notice" id="log-notice">No run of this step yet.</p>' in html
+    assert 'id="log-error"' not in html, "nothing is wrong: a note, not an error"
 
 
 def test_pages_need_nothing_from_the_internet():
@@ -141,9 +143,22 @@ def test_pages_need_nothing_from_the_internet():
                 assert "@import" not in text
 
 
-def test_an_unknown_page_is_a_plain_404(client):
+def test_an_unknown_page_is_the_site_s_own_404(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    page = parse(html)
+    assert ("a", {"class": "brand", "href": "/"}) in page.tags, "the site's header, from base.html"
+    assert ("link", {"rel": "stylesheet", "href": "/static/css/style.css"}) in page.tags
+    assert "<title>Not found · Video workflow</title>" in html and "<h1>Page not found</h1>" in html
+    assert re.search(r'id="error-sentence">There is no page at this address\. '
+                     r'<a href="/">Back to the dashboard</a>\.</p>', html)
+    assert "Werkzeug" not in html and "The requested URL was not found" not in html
+    wrong = client.post("/history")
+    assert wrong.status_code == 405 and "does not answer that kind of request" in wrong.get_data(as_text=True)
+    # Scripts keep their JSON under /api/.
+    api = client.get("/api/no-such-thing")
+    assert api.status_code == 404 and api.is_json and "error" in api.get_json()
 
 
 def test_live_state_reaches_the_page_state(make_app):
