@@ -75,6 +75,8 @@ class DecodeScheduler:
         alone at the end; within a video, segments go in order (they are read in
         order, and a later one would only wait in its decoder's buffer)."""
         free = self.source.idle(self.max_tasks)
+        if not free:
+            return  # the usual case, many times a second: nothing to sort
         ready = [j for j in self.active if not j.finished and j.waiting_segments()]
         ready.sort(key=lambda j: -self._remaining_seconds(j))
         while free and ready:
