@@ -92,9 +92,11 @@ class ModelFeed:
 
     def send(self) -> None:
         """Keep the model busy: a partial batch only when it would otherwise idle."""
+        if not self.model_ready or self.in_flight >= BATCHES_IN_FLIGHT or not self.ready:
+            return  # most turns of the scheduler's loop: nothing to look at
+        # A failed or restarted video's windows are discarded at once; this only
+        # guards against one that slipped through.
         self.ready = [w for w in self.ready if w.live]
-        if not self.model_ready:
-            return
         size = self.predictor.batch_size
         while self.ready and self.in_flight < BATCHES_IN_FLIGHT:
             if self.in_flight == 1 and len(self.ready) < size:
