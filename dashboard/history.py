@@ -11,11 +11,13 @@ from pathlib import Path
 
 from .status import RunStatus, SequenceStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added since version 1: (name, declaration), applied to older files.
 # projects_dir (version 3): the folder a run worked on; NULL for the runs of
-# older files, which did not record it.
-_ADDED = (("failures", "TEXT"), ("last_success", "TEXT"), ("projects_dir", "TEXT"))
+# older files, which did not record it. scenes and error_line (version 4): what
+# the result's sentence is made of (NULL in older runs: said without them).
+_ADDED = (("failures", "TEXT"), ("last_success", "TEXT"), ("projects_dir", "TEXT"), ("scenes", "INTEGER"),
+          ("error_line", "TEXT"))
 JSON_COLUMNS = ("argv", "failures", "last_success")
 
 _SCHEMA = """
@@ -43,7 +45,9 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at REAL,
     failures TEXT,
     last_success TEXT,
-    projects_dir TEXT
+    projects_dir TEXT,
+    scenes INTEGER,
+    error_line TEXT
 );
 CREATE TABLE IF NOT EXISTS sequences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -61,6 +65,7 @@ COLUMNS = (
     "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
     "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
     "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success", "projects_dir",
+    "scenes", "error_line",
 )
 _UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at", "projects_dir"}
 

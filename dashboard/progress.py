@@ -85,6 +85,7 @@ class ProgressState:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    scenes: int | None = None  # over every success line that gave a scene count
     summary: dict | None = None
     names: dict = field(default_factory=dict)
     partial: dict = field(default_factory=dict)  # index -> share of the item done
@@ -144,6 +145,7 @@ class ProgressState:
             detail = groups.get("result")
             if groups.get("scenes") is not None:
                 detail = f"{detail} ({groups['scenes']} scenes)" if detail else f"{groups['scenes']} scenes"
+                self.scenes = (self.scenes or 0) + (_int(groups["scenes"]) or 0)
             self.last_success = Outcome(index, name, detail)
         elif key == "failure":
             self.failed += 1

@@ -23,7 +23,7 @@ DEFAULT_SETUP = "make setup"
 DEFAULT_VENVS = {"env": {"setup": DEFAULT_SETUP}}
 KNOWN_KEYS = {
     "id", "name", "description", "script", "venv", "args", "cwd", "env", "resources",
-    "progress_patterns", "run_all", "cancel_grace_s", "exit_codes",
+    "progress_patterns", "run_all", "cancel_grace_s", "exit_codes", "done_verb",
 }
 
 
@@ -48,6 +48,7 @@ class Step:
     run_all: bool = True
     cancel_grace_s: float = 5.0
     exit_codes: tuple = ()
+    done_verb: str = ""  # what the step does to a video, for its result: "Done: 3 videos checked"
     problems: tuple = ()
     matcher: LineMatcher | None = field(default=None, compare=False, repr=False)
 
@@ -166,11 +167,16 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
     args, env = _command(entry, problem)
     patterns, matcher = _progress(entry, problem)
     resources, run_all, grace, exit_codes = _run_options(entry, problem)
+    done_verb = _text(entry, "done_verb", "", problem).strip()
+    if len(done_verb) > 40:
+        problem("done_verb must be a word or two (\"analysed\", \"checked\")")
+        done_verb = ""
     return Step(
         id=sid, name=name or sid, description=description, script=script, venv=venv,
         args=tuple(args), cwd=cwd, env=tuple(sorted(env.items())), resources=tuple(resources),
         patterns=tuple(patterns.items()), run_all=run_all, cancel_grace_s=float(grace),
-        exit_codes=tuple(sorted(exit_codes.items())), problems=tuple(problems), matcher=matcher,
+        exit_codes=tuple(sorted(exit_codes.items())), done_verb=done_verb, problems=tuple(problems),
+        matcher=matcher,
     )
 
 

@@ -8,7 +8,8 @@ import signal
 import threading
 import time
 
-from . import procs
+from . import preview, procs
+from .eta import Eta
 from .progress import ProgressState
 from .registry import Step
 from .run_view import live_view
@@ -19,8 +20,8 @@ class Run:
     """One execution of a step; its state is read by other threads under ``lock``."""
 
     LAST_LINES = 10
-    LINE_PREVIEW = 400
     FAILURES_SHOWN = 5
+    ERROR_PREFIX = "ERROR:"
 
     def __init__(self, run_id: int, step: Step, started_at: float, trigger: str, sequence_id, log_rel: str,
                  projects_dir: str | None = None):
@@ -39,6 +40,8 @@ class Run:
         self.reason: str | None = None
         self.progress = ProgressState()
         self.last_lines: collections.deque = collections.deque(maxlen=self.LAST_LINES)
+        self.error_line: str | None = None  # the step's first ERROR: line: what its result says
+        self.eta = Eta()
         self.lines = 0
         self.pid: int | None = None
         self.cancel_requested_at: float | None = None
@@ -59,15 +62,20 @@ class Run:
     # ---- written by the reader thread -------------------------------------
 
     def take_lines(self, lines: list[str]) -> None:
-        """Apply a batch of output lines to the progress and the preview."""
+        """Apply a batch of output lines to the progress, the card's lines and the result's words."""
         matcher = self.step.matcher
+        kept = []
         with self.lock:
-            if matcher is not None:
-                for line in lines:
-                    found = matcher.match(line)
-                    if found:
-                        self.progress.apply(*found)
-            self.last_lines.extend(line[:self.LINE_PREVIEW] for line in lines[-self.LAST_LINES:])
+            for line in lines:
+                found = matcher.match(line) if matcher is not None else None
+                if found:
+                    self.progress.apply(*found)
+                if not (found and found[0] == "progress"):
+                    kept.append(line)  # the card shows the meaningful lines, not every frame count
+                if self.error_line is None and line.startswith(self.ERROR_PREFIX):
+                    self.error_line = preview.shorten(line[len(self.ERROR_PREFIX):].strip(), 300)
+            self.eta.observe(time.monotonic(), self.progress.fraction)
+            self.last_lines.extend(preview.shorten(line) for line in kept[-self.LAST_LINES:])
             self.lines += len(lines)
             self.version += 1
 
@@ -158,4 +166,5 @@ class Run:
     def _counters_locked(self, now: float) -> dict:
         p = self.progress
         return dict(total=p.total, succeeded=p.succeeded, failed=p.failed, skipped=p.skipped,
-                    fraction=p.fraction, current_item=p.item, lines=self.lines, updated_at=now)
+                    fraction=p.fraction, current_item=p.item, lines=self.lines, updated_at=now,
+                    scenes=p.scenes, error_line=self.error_line)

@@ -10,7 +10,7 @@ import time
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from . import logfiles
+from . import logfiles, preview
 from .bus import STEP_TOPIC, EventBus, topic_of
 from .history import RunStore
 from .projects import folder_problem, list_videos
@@ -170,19 +170,24 @@ class Dashboard:
 
     def _from_history(self, row: dict, with_lines: bool) -> dict:
         step = self.registry.get(row["step_id"])
-        return history_view(row, step.name if step else row["step_id"],
-                            self._last_lines(row["log_path"]) if with_lines else [])
+        return history_view(row, step, self._last_lines(row["log_path"], step) if with_lines else [])
 
-    def _last_lines(self, log_rel: str | None, count: int = 10) -> list[str]:
-        """The last lines a step printed, from its log (after a restart, memory is gone)."""
+    def _last_lines(self, log_rel: str | None, step, count: int = 10) -> list[str]:
+        """The last meaningful lines a step printed, from its log (after a restart,
+        memory is gone), as the live run showed them."""
         if not log_rel:
             return []
+        matcher = step.matcher if step else None
+
+        def keep(line: str) -> bool:
+            return not line.startswith(DASHBOARD_PREFIX) and preview.meaningful(line, matcher)
+
         try:
             path = logfiles.resolve(self.logs_dir, log_rel)
-            keep = lambda line: not line.startswith(DASHBOARD_PREFIX)  # noqa: E731
-            return logfiles.tail(path, count, keep, scan_budget=1024 * 1024)["lines"]
+            lines = logfiles.tail(path, count, keep, scan_budget=4 * 1024 * 1024)["lines"]
         except (OSError, logfiles.UnsafePath):
             return []
+        return [preview.shorten(line) for line in lines]
 
     def run_log(self, run_id: int) -> Path | None:
         row = self.store.get(run_id)

@@ -77,6 +77,17 @@ def register_filters(app: Flask) -> None:
     app.add_template_filter(_duration, "duration")
     app.add_template_filter(_size, "size")
     app.add_template_filter(_sentence, "sentence")
+    app.add_template_filter(_raw_result, "raw_result")
+
+
+def _raw_result(run: dict) -> str:
+    """The raw end of a run, under its sentence: the reason, and the return code
+    where the reason does not already give it (as static/js/dashboard.js writes it)."""
+    reason = run.get("reason") or ""
+    code = run.get("return_code")
+    if code is not None and "exit code" not in reason:
+        reason = f"{reason} · return code {code}" if reason else f"return code {code}"
+    return reason
 
 
 def _sentence(text: str) -> str:

@@ -105,7 +105,8 @@
     setText(field(card, "counts"), run
       ? `${run.succeeded} succeeded · ${run.failed} failed · ${run.skipped} skipped` + (run.total !== null && run.total !== undefined ? ` of ${run.total}` : "")
       : "—");
-    setText(field(card, "reason"), run ? (run.cancelling ? "cancelling…" : (run.reason || "running")) : "not run on this projects folder yet");
+    setText(field(card, "outcome"), run ? run.outcome : "not run on this projects folder yet");
+    setText(field(card, "reason"), run ? rawResult(run) : "");
     const link = field(card, "run-link");
     link.hidden = !run;
     field(card, "no-run").hidden = !!run;
@@ -132,13 +133,23 @@
     renderTimes(step);
   }
 
+  // The raw end of a run, under its sentence (as the pages' raw_result filter writes it).
+  function rawResult(run) {
+    let text = run.reason || "";
+    if (run.return_code !== null && run.return_code !== undefined && !text.includes("exit code")) {
+      text = text ? `${text} · return code ${run.return_code}` : `return code ${run.return_code}`;
+    }
+    return text;
+  }
+
   function renderTimes(step) {
     const card = document.getElementById(`step-${step.id}`);
     const run = step.run;
     if (!card || !run) return;
     const t = timing(run);
     setText(field(card, "elapsed"), duration(t.elapsed));
-    setText(field(card, "eta"), run.status === "running" ? duration(t.eta) : "—");
+    // No ETA while a run is being cancelled: the work will not go on.
+    setText(field(card, "eta"), run.status === "running" && !run.cancelling ? duration(t.eta) : "—");
   }
 
   function renderSequence(state) {

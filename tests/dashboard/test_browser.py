@@ -99,8 +99,10 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     assert field(driver, "step3", "counts").startswith("1 succeeded · 0 failed · 0 skipped")
     assert field(driver, "step3", "reason") == "exit code 0"
     lines = field(driver, "step3", "lines")
-    success = re.search(r"SUCCESS: 1/1: demo/sample\.mp4 -> demo/sample\.csv \(\d+ scenes\)", lines)
+    success = re.search(r"SUCCESS: 1/1: demo/sample\.mp4 -> demo/sample\.csv \((\d+) scenes\)", lines)
     assert success, lines
+    assert field(driver, "step3", "outcome") == f"Done: 1 video analysed, {success.group(1)} scenes"
+    assert "FRAMES:" not in lines
     driver.save_screenshot(str(artifacts / "step3_after_run.png"))
     assert (demo / "sample.csv").is_file()
 
@@ -112,6 +114,7 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     driver.get(server.url + "/history")
     row = driver.find_element(By.CSS_SELECTOR, "#runs tbody tr")
     assert "succeeded" in row.text and "exit code 0" in row.text
+    assert f"Done: 1 video analysed, {success.group(1)} scenes" in row.text
     driver.save_screenshot(str(artifacts / "history.png"))
     assert js_errors(driver) == []
 
@@ -134,7 +137,9 @@ def test_cancelling_real_step3_leaves_no_process(live_server, browser, artifacts
     assert len(tree) >= 2, "expected STEP3 and its decoder"
     card(driver, "step3").find_element(By.CSS_SELECTOR, '[data-action="cancel"]').click()
     wait_until(driver, lambda d: field(d, "step3", "status") == "cancelled", timeout=30, message="the cancel")
-    assert field(driver, "step3", "reason") == "cancelled by the user"
+    assert field(driver, "step3", "reason").startswith("cancelled by the user")
+    assert field(driver, "step3", "outcome").startswith("Cancelled: you stopped it")
+    assert field(driver, "step3", "eta") == "—"
     wait_for(lambda: not any(alive(p) for p in tree), timeout=10, message="every STEP3 process to end")
     driver.save_screenshot(str(artifacts / "step3_cancelled.png"))
     assert js_errors(driver) == []
@@ -171,7 +176,12 @@ def test_live_updates_and_the_timer_survives_a_reload(live_server, browser, arti
     seen = set()
     wait_until(driver, lambda d: seen.add(field(d, "slow", "percent")) or len(seen) >= 4, message="the bar to move")
     wait_until(driver, lambda d: seconds(field(d, "slow", "elapsed")) >= 3, message="3 s")
-    assert "ETA" in card(driver, "slow").text and field(driver, "slow", "eta") != "—"
+    # The ETA comes once the pace is known (seconds of steady progress), and is then about right:
+    # this run takes 10 s (4 videos of 25 frames, 0.1 s each).
+    eta = wait_until(driver, lambda d: field(d, "slow", "eta") != "—" and field(d, "slow", "eta"), timeout=6,
+                     message="an ETA")
+    assert "ETA" in card(driver, "slow").text
+    assert abs(seconds(field(driver, "slow", "elapsed")) + seconds(eta) - 10) <= 3
     assert driver.title.endswith("Dashboard · Video workflow") and "%" in driver.title
     driver.save_screenshot(str(artifacts / "dashboard_during_run.png"))
     before = seconds(field(driver, "slow", "elapsed"))

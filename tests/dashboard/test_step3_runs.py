@@ -44,3 +44,22 @@ def test_step3_s_own_exit_is_no_warning(make_app, paths, clip):
     app_log = (paths["logs"] / "app.log").read_text()
     assert app_log.count("step3 ended: succeeded") == 3
     assert "left behind" not in app_log and "WARNING" not in app_log
+
+
+def test_step3_s_card_in_words(make_app, paths, clip):
+    """The result is a sentence; the box shows STEP3's meaningful lines, each whole."""
+    shutil.copy(WORKFLOW, paths["workflow"])
+    app = make_app(None)
+    snap = run_step3(app, clip)
+    assert snap["outcome"] == "Done: 1 video analysed, 2 scenes" and snap["reason"] == "exit code 0"
+    card = app.test_client().get("/api/steps/step3").get_json()["run"]
+    lines = card["last_lines"]
+    assert not [line for line in lines if line.startswith("FRAMES:")]
+    config = next(line for line in lines if line.startswith("CONFIG_EFFECTIVE: "))
+    assert len(config) <= 160 and config.endswith(", …}") and '"input_dir": ' in config
+    assert "SUCCESS: 1/1: demo/clip.mp4 -> demo/clip.csv (2 scenes)" in lines
+    assert "SUMMARY: 1/1 succeeded, 0 failed, 0 skipped" in lines
+    app.extensions["dashboard"].close()
+    again = make_app(None).test_client()  # after a restart: the same words, the same lines from the log
+    run = again.get("/api/steps/step3").get_json()["run"]
+    assert run["outcome"] == snap["outcome"] and run["last_lines"] == lines
