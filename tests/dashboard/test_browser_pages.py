@@ -3,6 +3,8 @@ a missing projects folder, the log viewer's sources, the words on a card.
 
 Screenshots go to artifacts/dashboard/ (git-ignored).
 """
+import time
+
 import pytest
 from dash_support import step
 from selenium.webdriver.common.by import By
@@ -99,3 +101,37 @@ def test_the_404_page_looks_like_the_site(live_server, browser, artifacts):
     driver.save_screenshot(str(artifacts / "page_not_found.png"))
     driver.find_element(By.LINK_TEXT, "Back to the dashboard").click()
     wait_until(driver, lambda d: d.find_elements(By.ID, "step-p"), message="the dashboard")
+
+
+def field(driver, step_id, name):
+    return card(driver, step_id).find_element(By.CSS_SELECTOR, f'[data-field="{name}"]').text
+
+
+def test_a_finished_card_in_words_and_no_eta_while_cancelling(live_server, browser, artifacts):
+    server = live_server([
+        step("mixed", "progress.py", "--items", "2", "--fail", "2", "--frames", "30", "--delay", "0.02",
+             name="Mixed", exit_codes={"1": "at least one video failed"}),
+        step("stubborn", "progress.py", "--items", "1", "--frames", "600", "--delay", "0.05", "--ignore-term",
+             name="Stubborn", cancel_grace_s=3),
+    ])
+    driver = browser
+    driver.get(server.url + "/")
+    run_button(driver, "mixed").click()
+    wait_until(driver, lambda d: field(d, "mixed", "status") == "failed", message="the run to end")
+    assert field(driver, "mixed", "outcome") == "Finished with failures: 1 of 2 videos failed; 1 video analysed, 10 scenes"
+    assert field(driver, "mixed", "reason") == "exit code 1 (at least one video failed)"
+    lines = field(driver, "mixed", "lines")
+    assert "FRAMES:" not in lines and lines.endswith("SUMMARY: 1/2 succeeded, 1 failed, 0 skipped")
+    driver.save_screenshot(str(artifacts / "card_in_words.png"))
+
+    run_button(driver, "stubborn").click()
+    wait_until(driver, lambda d: field(d, "stubborn", "eta") != "—", timeout=20, message="an ETA")
+    card(driver, "stubborn").find_element(By.CSS_SELECTOR, '[data-action="cancel"]').click()
+    wait_until(driver, lambda d: field(d, "stubborn", "status") == "cancelling", message="the cancel")
+    for _ in range(10):  # while it ignores SIGTERM, for a second: no ETA at all
+        assert field(driver, "stubborn", "eta") == "—"
+        assert field(driver, "stubborn", "outcome") == "Cancelling: waiting for the step to stop"
+        time.sleep(0.1)
+    wait_until(driver, lambda d: field(d, "stubborn", "status") == "cancelled", timeout=15, message="the end")
+    assert field(driver, "stubborn", "outcome").startswith("Cancelled: you stopped it")
+    assert js_errors(driver) == []
