@@ -101,6 +101,9 @@ def test_the_404_page_looks_like_the_site(live_server, browser, artifacts):
     driver.save_screenshot(str(artifacts / "page_not_found.png"))
     driver.find_element(By.LINK_TEXT, "Back to the dashboard").click()
     wait_until(driver, lambda d: d.find_elements(By.ID, "step-p"), message="the dashboard")
+    # The browser notes the 404 itself as an error: that one, and nothing else.
+    errors = js_errors(driver)
+    assert [e["source"] for e in errors] == ["network"] and "/no-such-page" in errors[0]["message"]
 
 
 def field(driver, step_id, name):
