@@ -64,3 +64,20 @@ def sample_lines() -> list[str]:
     block = text.split("<!-- sample-lines:start -->", 1)[1].split("<!-- sample-lines:end -->", 1)[0]
     body = block.split("```", 2)[1]
     return [line for line in body.strip("\n").split("\n") if line]
+
+
+# What each line of docs/progress-protocol.md's sample must give: (pattern key, fields).
+SAMPLE_FIELDS = {
+    "TOTAL_VIDEOS_TO_PROCESS: 3": ("total", {"total": "3"}),
+    "PROCESSING_VIDEO: 1/3: demo/sample.mp4": ("item", {"index": "1", "total": "3", "item": "demo/sample.mp4"}),
+    "FRAMES: 1/3: 2650/5301": ("progress", {"index": "1", "done": "2650", "total": "5301"}),
+    "SUCCESS: 1/3: demo/sample.mp4 -> demo/sample.csv (108 scenes)": (
+        "success", {"index": "1", "item": "demo/sample.mp4", "result": "demo/sample.csv", "scenes": "108"}),
+    "FAILED: 2/3: demo/broken clip.mp4: cannot read video: Invalid data found when processing input": (
+        "failure", {"index": "2", "item": "demo/broken clip.mp4",
+                    "cause": "cannot read video: Invalid data found when processing input"}),
+    "SKIPPED: 3/3: demo/old.mov: results complete (use --force to redo)": (
+        "skipped", {"index": "3", "item": "demo/old.mov"}),
+    "SUMMARY: 1/3 succeeded, 1 failed, 1 skipped": (
+        "summary", {"succeeded": "1", "total": "3", "failed": "1", "skipped": "1"}),
+}

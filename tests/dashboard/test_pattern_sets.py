@@ -9,9 +9,9 @@ import json
 import subprocess
 
 import pytest
-from dash_support import ROOT, sample_lines, step, wait_for
+from dash_support import ROOT, SAMPLE_FIELDS, sample_lines, step, wait_for
 
-from dashboard.progress import LineMatcher, ProgressState, compile_patterns
+from dashboard.progress import ProgressState
 from dashboard.registry import load_registry
 from stepkit.progress_lines import PATTERN_SETS, ProgressEmitter
 
@@ -75,22 +75,6 @@ def test_the_unknown_set_is_on_the_card_and_stops_the_run(make_app):
 
 
 # -- the contract, dashboard side -------------------------------------------------------
-SAMPLE_FIELDS = {
-    "TOTAL_VIDEOS_TO_PROCESS: 3": ("total", {"total": "3"}),
-    "PROCESSING_VIDEO: 1/3: demo/sample.mp4": ("item", {"index": "1", "total": "3", "item": "demo/sample.mp4"}),
-    "FRAMES: 1/3: 2650/5301": ("progress", {"index": "1", "done": "2650", "total": "5301"}),
-    "SUCCESS: 1/3: demo/sample.mp4 -> demo/sample.csv (108 scenes)": (
-        "success", {"index": "1", "item": "demo/sample.mp4", "result": "demo/sample.csv", "scenes": "108"}),
-    "FAILED: 2/3: demo/broken clip.mp4: cannot read video: Invalid data found when processing input": (
-        "failure", {"index": "2", "item": "demo/broken clip.mp4",
-                    "cause": "cannot read video: Invalid data found when processing input"}),
-    "SKIPPED: 3/3: demo/old.mov: results complete (use --force to redo)": (
-        "skipped", {"index": "3", "item": "demo/old.mov"}),
-    "SUMMARY: 1/3 succeeded, 1 failed, 1 skipped": (
-        "summary", {"succeeded": "1", "total": "3", "failed": "1", "skipped": "1"}),
-}
-
-
 @pytest.mark.parametrize("step_id", ["inventory", "step3"])
 def test_the_documented_sample_through_each_step_s_patterns(step_id):
     matcher = load_registry(WORKFLOW, ROOT).get(step_id).matcher

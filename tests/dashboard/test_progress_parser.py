@@ -3,7 +3,7 @@ the state they build (counters, the smooth fraction, the failures)."""
 import re
 
 import pytest
-from dash_support import protocol_patterns, sample_lines
+from dash_support import SAMPLE_FIELDS, protocol_patterns, sample_lines
 
 from dashboard.progress import LineMatcher, PatternError, ProgressState, compile_patterns
 
@@ -12,26 +12,10 @@ def matcher() -> LineMatcher:
     return LineMatcher(compile_patterns(protocol_patterns()))
 
 
-EXPECTED = {
-    "TOTAL_VIDEOS_TO_PROCESS: 3": ("total", {"total": "3"}),
-    "PROCESSING_VIDEO: 1/3: demo/sample.mp4": ("item", {"index": "1", "total": "3", "item": "demo/sample.mp4"}),
-    "FRAMES: 1/3: 2650/5301": ("progress", {"index": "1", "done": "2650", "total": "5301"}),
-    "SUCCESS: 1/3: demo/sample.mp4 -> demo/sample.csv (108 scenes)": (
-        "success", {"index": "1", "item": "demo/sample.mp4", "result": "demo/sample.csv", "scenes": "108"}),
-    "FAILED: 2/3: demo/broken clip.mp4: cannot read video: Invalid data found when processing input": (
-        "failure", {"index": "2", "item": "demo/broken clip.mp4",
-                    "cause": "cannot read video: Invalid data found when processing input"}),
-    "SKIPPED: 3/3: demo/old.mov: results complete (use --force to redo)": (
-        "skipped", {"index": "3", "item": "demo/old.mov"}),
-    "SUMMARY: 1/3 succeeded, 1 failed, 1 skipped": (
-        "summary", {"succeeded": "1", "total": "3", "failed": "1", "skipped": "1"}),
-}
-
-
 def test_every_field_of_the_sample_table():
     lines = sample_lines()
     m = matcher()
-    for line, (key, fields) in EXPECTED.items():
+    for line, (key, fields) in SAMPLE_FIELDS.items():
         assert line in lines, f"the sample block no longer holds {line!r}"
         found = m.match(line)
         assert found is not None and found[0] == key, line
