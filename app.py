@@ -42,6 +42,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.projects_dir:
+        # Path("") is the current folder: the steps would search the repository.
+        print("error: --projects-dir is empty: name the folder of your videos", file=sys.stderr)
+        return 2
     # One line per request (the pages poll and stream) would bury the useful ones.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:

@@ -79,6 +79,16 @@ def test_a_non_loopback_host_without_a_token_does_not_start(paths):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_an_empty_projects_folder_name_is_refused_before_anything_starts(paths):
+    """Path("") is the current folder: the steps would have searched the repository."""
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--projects-dir", "", "--port", "0",
+                          "--logs-dir", str(paths["logs"]), "--database", str(paths["db"])],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: --projects-dir is empty: name the folder of your videos"
+    assert not paths["db"].exists()
+
+
 def test_a_busy_port_is_one_clear_line(paths):
     write_workflow(paths["workflow"], [step("s", "sleeper.py")])
     with socket.socket() as s:
