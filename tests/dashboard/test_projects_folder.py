@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from dash_support import ROOT, step, wait_for, write_workflow
 
 MISSING = "does not exist"
@@ -89,14 +88,39 @@ def test_a_file_instead_of_a_folder(make_app, paths):
     assert response.get_json()["fix"] is None
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder: no unreadable folder to test with")
-def test_an_unreadable_folder(make_app, paths):
+# Root reads any folder whatever its mode; without these two capabilities it
+# meets the permissions like anyone else (util-linux's setpriv).
+DROP_FILE_OVERRIDES = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                       "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+ASK_THE_APP = """
+import json, sys
+from dashboard import create_app
+settings = json.loads(sys.argv[1])
+app = create_app(settings)
+response = app.test_client().post("/api/steps/uses/run")
+print(json.dumps({"status": response.status_code, "body": response.get_json()}))
+app.extensions["dashboard"].close()
+"""
+
+
+def test_an_unreadable_folder(paths):
+    """The real app in a child process that obeys file permissions (as root too)."""
+    write_workflow(paths["workflow"], steps())
+    settings = {"ROOT": str(ROOT), "WORKFLOW_CONFIG": str(paths["workflow"]), "PROJECTS_DIR": str(paths["projects"]),
+                "LOGS_DIR": str(paths["logs"]), "DATABASE": str(paths["db"]), "TOKEN": None, "NVIDIA_SMI": ""}
+    prefix = DROP_FILE_OVERRIDES if os.geteuid() == 0 else []
     paths["projects"].chmod(0)
     try:
-        response = make_app(steps()).test_client().post("/api/steps/uses/run")
-        assert response.status_code == 422 and "cannot be read" in response.get_json()["error"]
+        out = subprocess.run([*prefix, sys.executable, "-c", ASK_THE_APP, json.dumps(settings)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
     finally:
         paths["projects"].chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 422
+    assert answer["body"]["error"].endswith(f"the projects folder {paths['projects']} cannot be read "
+                                            f"(Permission denied)"), answer
 
 
 def test_the_event_stream_announces_a_folder_created_meanwhile(make_app, paths):
