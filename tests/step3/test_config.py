@@ -56,6 +56,10 @@ OTHER_VALUES = {
     "dry_run": True,
     "weights_path": "other/weights.pth",
     "log_dir": "elsewhere/logs",
+    "videos": ["a.mp4", "sub/b.mp4"],
+    "decoder": "nvdec",
+    "executor": "ray",
+    "ray_address": "ray://head:10001",
 }
 
 
@@ -183,3 +187,16 @@ def test_effective_config_is_printed(tmp_path):
     effective = json.loads(line[len("CONFIG_EFFECTIVE: "):])
     assert effective["threshold"] == 0.4 and effective["num_workers"] == 1
     assert set(effective) == set(Config().__dict__)
+
+
+def test_videos_takes_a_json_list_for_names_with_commas():
+    assert load_config(["--videos", '["a,b.mp4", "c.mp4"]'], environ={}).videos == ["a,b.mp4", "c.mp4"]
+    with pytest.raises(ConfigError, match="videos"):
+        load_config(["--videos", '["a.mp4"'], environ={})
+
+
+@pytest.mark.parametrize("key, value", [("decoder", "gpu"), ("executor", "slurm"), ("ray_address", "no address"),
+                                        ("videos", [])])
+def test_the_engine_keys_refuse_what_they_do_not_know(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(["--config", write(tmp_path, {key: value})], environ={})

@@ -15,7 +15,7 @@ from collections import deque
 import pytest
 
 from conftest import copy_to, read_csv_rows
-from shots.config import load_config
+from shots.config import Config, load_config
 from shots.driver import Driver
 from shots.executors import Executor
 from shots.executors.local import LocalExecutor
@@ -198,3 +198,16 @@ def test_an_executor_that_cannot_set_up_is_one_error_and_exit_2(tmp_path, media,
     assert [ln for ln in lines if ln.startswith("ERROR:")] == ["ERROR: no model here"]
     assert lines[-1] == "SUMMARY: 0/2 succeeded, 2 failed, 0 skipped"
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["a.mp4", "b.mp4"]
+
+
+def test_videos_selects_a_subset_by_path_relative_to_the_input_folder(tmp_path):
+    from shots import plan
+    for name in ("a.mp4", "sub/b,c.mp4", "sub/d.mov"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    chosen = plan.plan_jobs(Config(input_dir=str(tmp_path), videos=["./sub/d.mov", "sub\\b,c.mp4"]), tmp_path)
+    assert [(j.index, j.name) for j in chosen] == [(1, "sub/b,c.mp4"), (2, "sub/d.mov")]
+    with pytest.raises(plan.SelectionError, match="'sub/x.mp4' is not a video of the input folder"):
+        plan.plan_jobs(Config(input_dir=str(tmp_path), videos=["sub/x.mp4"]), tmp_path)
+    with pytest.raises(plan.SelectionError, match="'../a.mp4'"):
+        plan.plan_jobs(Config(input_dir=str(tmp_path / "sub"), videos=["../a.mp4"]), tmp_path / "sub")

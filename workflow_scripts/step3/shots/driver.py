@@ -51,7 +51,7 @@ class Driver:
             return EXIT_USAGE
         try:
             self.jobs = plan.plan_jobs(self.config, self.root, self._unreadable_folder)
-        except FolderError as exc:
+        except (FolderError, plan.SelectionError) as exc:
             self.report.error(str(exc))
             return EXIT_USAGE
         n = len(self.jobs)
@@ -117,6 +117,11 @@ class Driver:
             raise SetupFailed(f"cannot find the model weights: {exc}") from None
 
     def _local_executor(self, weights: Path) -> Executor:
+        if self.config.executor != "local":
+            raise SetupFailed(f"executor {self.config.executor!r} is not available in this version")
+        if self.config.decoder == "nvdec":
+            self.report.warning("decoder 'nvdec': GPU decoding is not available in this version; "
+                                "decoding with ffmpeg on the CPU")
         from shots.executors.local import LocalExecutor
         return LocalExecutor(self.config, weights)
 

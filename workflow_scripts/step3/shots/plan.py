@@ -13,11 +13,17 @@ from stepkit.videos import find_videos, folder_videos, relative_name
 ALREADY_DONE = "results complete (use --force to redo)"
 
 
+class SelectionError(ValueError):
+    """A video named in ``videos`` is not a video of the input folder."""
+
+
 def plan_jobs(config: Config, root: Path,
               on_unreadable: Optional[Callable[[Path, str], None]] = None) -> List[VideoJob]:
     """One job per video under ``root``, numbered from 1 in path order. Raises
     stepkit.videos.FolderError when ``root`` itself cannot be read."""
     videos = find_videos(root, config.extensions, on_unreadable)
+    if config.videos is not None:
+        videos = _selected(videos, config.videos, root)
     siblings: Dict[Path, List[Path]] = {}
     jobs = []
     for i, video in enumerate(videos, 1):
@@ -26,6 +32,22 @@ def plan_jobs(config: Config, root: Path,
             siblings[folder] = folder_videos(folder, config.extensions)
         jobs.append(VideoJob(i, video, relative_name(video, root), result_paths(video, siblings[folder] + [video])))
     return jobs
+
+
+def _selected(videos: List[Path], wanted: List[str], root: Path) -> List[Path]:
+    """The videos named in ``wanted`` (relative to ``root``, ``/`` or ``\\``
+    separators), in the usual order; a name that is not one of them raises
+    SelectionError naming it."""
+    by_name = {relative_name(v, root): v for v in videos}
+    keep = set()
+    for name in wanted:
+        key = name.replace("\\", "/").strip()
+        while key.startswith("./"):
+            key = key[2:]
+        if key not in by_name:
+            raise SelectionError(f"videos: {name!r} is not a video of the input folder {root}")
+        keep.add(key)
+    return [v for name, v in by_name.items() if name in keep]
 
 
 def split_done(jobs: List[VideoJob], config: Config) -> Tuple[List[VideoJob], List[VideoJob]]:
