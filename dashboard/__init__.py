@@ -25,6 +25,22 @@ DEFAULTS = {
 }
 
 
+def _row_id_converter():
+    """Flask's ``<int:...>`` for ids: ASCII digits only and at most SQLite's
+    largest integer, so /api/runs/99999999999999999999999 is a 404, not an
+    overflow deep in the database (a 500)."""
+    from werkzeug.routing import IntegerConverter
+
+    class RowId(IntegerConverter):
+        regex = r"[0-9]+"
+
+        def __init__(self, url_map, *args, **kwargs):
+            kwargs.setdefault("max", 2**63 - 1)
+            super().__init__(url_map, *args, **kwargs)
+
+    return RowId
+
+
 def create_app(test_config: dict | None = None):
     """Build the app. ``test_config`` overrides DEFAULTS (paths, host, token...).
 
@@ -38,6 +54,7 @@ def create_app(test_config: dict | None = None):
     from .web import api, errors, events, logs, pages
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.url_map.converters["int"] = _row_id_converter()  # before any route is added
     app.config.update(DEFAULTS)
     app.config["TOKEN"] = os.environ.get("DASHBOARD_TOKEN") or None
     if test_config:

@@ -7,13 +7,18 @@ scans backwards too, up to a byte budget, and says when it stopped early.
 import os
 import re
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from typing import BinaryIO, Union
+
+from .safe_open import OutsideRoot, open_inside
 
 BLOCK = 64 * 1024
 MAX_TAIL = 10_000
 DEFAULT_SCAN_BUDGET = 32 * 1024 * 1024
 MAX_FOLLOW_BYTES = 1024 * 1024
+MAX_LINE_CHARS = 4000  # per line on a page or in the viewer's JSON
 LEVELS = ("all", "warning", "error")
 
 # Child lines follow the progress protocol (WARNING:/ERROR:/FAILED: prefixes);
@@ -26,34 +31,35 @@ class UnsafePath(ValueError):
     """The requested path is not a file inside the logs folder."""
 
 
-def resolve(logs_dir: Path, requested: str) -> Path:
-    """The real path of ``requested`` if it names a regular file inside ``logs_dir``."""
-    if not isinstance(requested, str) or not requested or "\x00" in requested:
-        raise UnsafePath("no log file named")
-    # Undo every layer of percent-encoding before judging the path, so that
-    # %2e%2e%2f and %252e%252e%252f are seen as the ../ they stand for.
-    decoded = requested
-    for _ in range(5):
-        once = unquote(decoded)
-        if once == decoded:
-            break
-        decoded = once
-    if unquote(decoded) != decoded:
-        raise UnsafePath("too many layers of encoding")
-    if "\x00" in decoded:
-        raise UnsafePath("no log file named")
-    normalized = decoded.replace("\\", "/")
-    if normalized.startswith("/") or re.match(r"^[A-Za-z]:", normalized) or os.path.isabs(decoded):
-        raise UnsafePath("absolute paths are refused")
-    if ".." in normalized.split("/"):
-        raise UnsafePath("'..' is refused")
-    root = Path(os.path.realpath(logs_dir))
-    real = Path(os.path.realpath(root / normalized))
-    if real != root and root not in real.parents:
-        raise UnsafePath("the path leads out of the logs folder")
-    if not real.is_file():
-        raise FileNotFoundError(requested)
-    return real
+@dataclass
+class OpenedLog:
+    """A log file opened once, and its name in the logs folder: everything shown
+    or sent is read from this file, never from the path again."""
+    file: BinaryIO
+    name: str
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_log(logs_dir: Path, requested: str) -> OpenedLog:
+    """``requested`` opened for reading if it is a regular file inside ``logs_dir``
+    (checked on what was opened: see safe_open). The name is taken as the
+    request gave it, decoded once by Flask, so a listed ``a%41.log`` opens."""
+    try:
+        return OpenedLog(open_inside(logs_dir, requested), requested)
+    except OutsideRoot as exc:
+        raise UnsafePath(str(exc)) from None
+    except IsADirectoryError:
+        raise FileNotFoundError(requested) from None
+
+
+def shorten_line(line: str, limit: int = MAX_LINE_CHARS) -> str:
+    """A line as a page shows it: a step that printed megabytes without a newline
+    must not make a page of megabytes (the download stays whole)."""
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]} … [{len(line) - limit:,} more characters: download the file for the whole line]"
 
 
 def level_of(line: str) -> str:
@@ -81,7 +87,19 @@ def make_filter(text: str | None, level: str | None):
     return keep
 
 
-def tail(path: Path, count: int, keep=None, scan_budget: int = DEFAULT_SCAN_BUDGET, now: float | None = None) -> dict:
+Source = Union[Path, BinaryIO]  # a path, or a file already opened by open_log
+
+
+@contextmanager
+def _reading(source: Source):
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            yield f
+    else:
+        yield source
+
+
+def tail(path: Source, count: int, keep=None, scan_budget: int = DEFAULT_SCAN_BUDGET, now: float | None = None) -> dict:
     """The last ``count`` lines of ``path`` (those ``keep`` accepts), read from the end.
 
     ``end`` is the offset a follower goes on from. A last line with no newline
@@ -91,7 +109,7 @@ def tail(path: Path, count: int, keep=None, scan_budget: int = DEFAULT_SCAN_BUDG
     before reaching the start of the file.
     """
     count = max(1, min(int(count), MAX_TAIL))
-    with open(path, "rb") as f:
+    with _reading(path) as f:
         size = f.seek(0, os.SEEK_END)
         scan_end = end = size
         if size:
@@ -139,9 +157,9 @@ def _after_last_newline(f, size: int) -> int:
     return 0
 
 
-def read_after(path: Path, offset: int, keep=None, max_bytes: int = MAX_FOLLOW_BYTES) -> dict:
+def read_after(path: Source, offset: int, keep=None, max_bytes: int = MAX_FOLLOW_BYTES) -> dict:
     """Complete lines written after ``offset``; ``reset`` when the file shrank (rotated)."""
-    with open(path, "rb") as f:
+    with _reading(path) as f:
         size = f.seek(0, os.SEEK_END)
         if offset > size:
             return {"lines": [], "end": offset, "size": size, "reset": True}

@@ -183,17 +183,19 @@ class Dashboard:
             return not line.startswith(DASHBOARD_PREFIX) and preview.meaningful(line, matcher)
 
         try:
-            path = logfiles.resolve(self.logs_dir, log_rel)
-            lines = logfiles.tail(path, count, keep, scan_budget=4 * 1024 * 1024)["lines"]
+            with logfiles.open_log(self.logs_dir, log_rel).file as f:
+                lines = logfiles.tail(f, count, keep, scan_budget=4 * 1024 * 1024)["lines"]
         except (OSError, logfiles.UnsafePath):
             return []
         return [preview.shorten(line) for line in lines]
 
-    def run_log(self, run_id: int) -> Path | None:
+    def open_run_log(self, run_id: int) -> logfiles.OpenedLog | None:
+        """The run's log opened (see logfiles.open_log), or None when it has none.
+        Raises FileNotFoundError or logfiles.UnsafePath."""
         row = self.store.get(run_id)
         if not row or not row["log_path"]:
             return None
-        return logfiles.resolve(self.logs_dir, row["log_path"])
+        return logfiles.open_log(self.logs_dir, row["log_path"])
 
     def videos(self) -> dict:
         return list_videos(self.projects_dir)

@@ -88,12 +88,12 @@ def run_log(run_id: int):
     if svc.store.get(run_id) is None:
         return error(404, f"no run {run_id}")
     try:
-        path = svc.run_log(run_id)
-    except (logfiles.UnsafePath, FileNotFoundError):
-        path = None
-    if path is None:
+        opened = svc.open_run_log(run_id)
+    except (logfiles.UnsafePath, OSError):
+        opened = None
+    if opened is None:
         return error(404, f"run {run_id} has no log file")
-    return jsonify(run_id=run_id, **read_log(path, svc.logs_dir))
+    return jsonify(run_id=run_id, **read_log(opened))
 
 
 @bp.get("/run-all")

@@ -6,10 +6,10 @@ for and not found): a run that is not in the history is not "app.log", and
 error beside a select that already seems to name a file.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import logfiles
 from ..service import APP_LOG, Dashboard
+from . import parse_id
 
 FILES = "_files"      # the source select's "Other files in logs/"
 UNKNOWN = "_unknown"  # the source select's "a run that is not in the history"
@@ -21,7 +21,7 @@ class LogChoice:
     run_id: int | None = None
     run_arg: str = ""                # the run asked for, as written
     path: str = ""                   # the file chosen in logs/, when the source is FILES
-    file: Path | None = None         # what is shown
+    file: logfiles.OpenedLog | None = None  # what is shown, opened (the page reads and closes it)
     source: dict | None = None       # how the download link and the follower name it
     error: str | None = None         # something asked for that cannot be shown
     notice: str | None = None        # nothing to show, and nothing wrong
@@ -44,16 +44,17 @@ def choose(svc: Dashboard, step_id: str, run_arg: str, path_arg: str) -> LogChoi
 
 
 def _run(svc: Dashboard, run_arg: str) -> LogChoice:
-    if not run_arg.isdigit():
-        return LogChoice(step_id=UNKNOWN, run_arg=run_arg, error=f"There is no run “{run_arg}”: a run is a number.")
-    run_id = int(run_arg)
+    run_id = parse_id(run_arg)
+    if run_id is None:
+        shown = run_arg if len(run_arg) <= 40 else run_arg[:40] + "…"
+        return LogChoice(step_id=UNKNOWN, run_arg=shown, error=f"There is no run “{shown}”: a run is a number.")
     row = svc.store.get(run_id)
     if row is None:
         return LogChoice(step_id=UNKNOWN, run_id=run_id, run_arg=run_arg,
                          error=f"There is no run #{run_id} in the history.")
     choice = LogChoice(step_id=row["step_id"], run_id=run_id, run_arg=run_arg)
     try:
-        choice.file = svc.run_log(run_id)
+        choice.file = svc.open_run_log(run_id)
     except logfiles.UnsafePath as exc:
         choice.error = f"The log of run #{run_id} is refused: {exc}."
     except FileNotFoundError:
@@ -75,12 +76,14 @@ def _file(svc: Dashboard, path_arg: str) -> LogChoice:
             return choice
         choice.path = files[0]["path"]  # the newest, so that the file select names what is shown
     try:
-        choice.file = logfiles.resolve(svc.logs_dir, choice.path)
+        choice.file = logfiles.open_log(svc.logs_dir, choice.path)
         choice.source = {"path": choice.path}
     except logfiles.UnsafePath as exc:
         choice.error = f"Refused: {exc}."
     except FileNotFoundError:
         choice.error = f"There is no file {choice.path} in the logs folder."
+    except OSError as exc:
+        choice.error = f"The file {choice.path} cannot be read: {exc.strerror or exc}."
     return choice
 
 

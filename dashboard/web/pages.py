@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, render_template, request
 
 from .. import logfiles
 from ..status import RunStatus
-from . import dashboard, log_choice
+from . import dashboard, int_arg, log_choice
 from .logs import read_log
 
 bp = Blueprint("pages", __name__)
@@ -27,10 +27,7 @@ def history():
     status = request.args.get("status") or None
     if status not in {s.value for s in RunStatus}:
         status = None
-    try:
-        page = max(1, int(request.args.get("page", 1)))
-    except ValueError:
-        page = 1
+    page = int_arg("page", 1, 1, 10**9)
     folder = request.args.get("folder") or None
     runs, total = svc.runs(step_id, status, PAGE_SIZE, (page - 1) * PAGE_SIZE, folder)
     names = {s.id: s.name for s in svc.registry.steps}

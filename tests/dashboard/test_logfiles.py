@@ -102,4 +102,4 @@ def test_invalid_utf8_in_a_log_is_shown_not_fatal(tmp_path):
 @pytest.mark.parametrize("name", ["", "\x00", "a\x00b"])
 def test_empty_or_nul_paths_are_refused(tmp_path, name):
     with pytest.raises(logfiles.UnsafePath):
-        logfiles.resolve(tmp_path, name)
+        logfiles.open_log(tmp_path, name)
