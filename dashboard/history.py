@@ -11,14 +11,16 @@ from pathlib import Path
 
 from .status import RunStatus, SequenceStatus
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Columns added since version 1: (name, declaration), applied to older files.
 # projects_dir (version 3): the folder a run worked on; NULL for the runs of
 # older files, which did not record it. scenes and error_line (version 4): what
 # the result's sentence is made of (NULL in older runs: said without them).
+# options (version 5): the run's options as chosen on the page, a JSON object
+# (NULL in older runs, which ran with the step's defaults).
 _ADDED = (("failures", "TEXT"), ("last_success", "TEXT"), ("projects_dir", "TEXT"), ("scenes", "INTEGER"),
-          ("error_line", "TEXT"))
-JSON_COLUMNS = ("argv", "failures", "last_success")
+          ("error_line", "TEXT"), ("options", "TEXT"))
+JSON_COLUMNS = ("argv", "failures", "last_success", "options")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -47,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_success TEXT,
     projects_dir TEXT,
     scenes INTEGER,
-    error_line TEXT
+    error_line TEXT,
+    options TEXT
 );
 CREATE TABLE IF NOT EXISTS sequences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,9 +68,9 @@ COLUMNS = (
     "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
     "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
     "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success", "projects_dir",
-    "scenes", "error_line",
+    "scenes", "error_line", "options",
 )
-_UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at", "projects_dir"}
+_UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at", "projects_dir", "options"}
 
 
 class RunStore:
@@ -93,13 +96,14 @@ class RunStore:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
-               argv=None, status: str = RunStatus.RUNNING.value, projects_dir: str | None = None) -> int:
+               argv=None, status: str = RunStatus.RUNNING.value, projects_dir: str | None = None,
+               options: dict | None = None) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv, projects_dir)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv, projects_dir, options)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (step_id, status, trigger, sequence_id, started_at, json.dumps(argv) if argv is not None else None,
-                 projects_dir),
+                 projects_dir, json.dumps(options) if options is not None else None),
             )
             return cur.lastrowid
 
