@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stepkit.progress_lines import resolve_patterns
 
+from .options import parse_declarations
 from .progress import LineMatcher, PatternError, compile_patterns
 
 STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -23,7 +24,7 @@ DEFAULT_SETUP = "make setup"
 DEFAULT_VENVS = {"env": {"setup": DEFAULT_SETUP}}
 KNOWN_KEYS = {
     "id", "name", "description", "script", "venv", "args", "cwd", "env", "resources",
-    "progress_patterns", "run_all", "cancel_grace_s", "exit_codes", "done_verb",
+    "progress_patterns", "run_all", "cancel_grace_s", "exit_codes", "done_verb", "options",
 }
 
 
@@ -49,6 +50,7 @@ class Step:
     cancel_grace_s: float = 5.0
     exit_codes: tuple = ()
     done_verb: str = ""  # what the step does to a video, for its result: "Done: 3 videos checked"
+    options: tuple = ()  # its run options (options.Option), chosen on the page
     problems: tuple = ()
     matcher: LineMatcher | None = field(default=None, compare=False, repr=False)
 
@@ -171,11 +173,15 @@ def _load_step(entry, position: int, venvs: dict[str, Venv], root: Path) -> Step
     if len(done_verb) > 40:
         problem("done_verb must be a word or two (\"analysed\", \"checked\")")
         done_verb = ""
+    options, option_problems = parse_declarations(entry.get("options", []))
+    for text in option_problems:
+        problem(text)
     return Step(
         id=sid, name=name or sid, description=description, script=script, venv=venv,
         args=tuple(args), cwd=cwd, env=tuple(sorted(env.items())), resources=tuple(resources),
         patterns=tuple(patterns.items()), run_all=run_all, cancel_grace_s=float(grace),
-        exit_codes=tuple(sorted(exit_codes.items())), done_verb=done_verb, problems=tuple(problems),
+        exit_codes=tuple(sorted(exit_codes.items())), done_verb=done_verb, options=options,
+        problems=tuple(problems),
         matcher=matcher,
     )
 
