@@ -1,6 +1,7 @@
 """Starts the dashboard: env/bin/python app.py [--host H] [--port P] [--projects-dir DIR]."""
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -10,7 +11,11 @@ from pathlib import Path
 from werkzeug.serving import make_server
 
 from dashboard import DEFAULTS, create_app
+from dashboard.db_check import StorageProblem
+from dashboard.instance_lock import AlreadyRunning
 from dashboard.security import StartupError
+
+TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_FD_ENV = "DASHBOARD_TOKEN", "DASHBOARD_TOKEN_FILE", "_DASHBOARD_TOKEN_FD"
 
 
 def parse_args(argv=None):
@@ -40,37 +45,86 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def token_from_environment(may_restart: bool = True) -> str | None:
+    """The access token, from DASHBOARD_TOKEN_FILE (a file only its owner reads)
+    or DASHBOARD_TOKEN; never left where a step could read it.
+
+    A process's initial environment stays readable in /proc/<pid>/environ by
+    every process of the same user, the steps included, even after the
+    variable is deleted from os.environ. So a token given in the environment
+    makes the dashboard start itself again without it (same pid, same
+    arguments), handing the token over through a pipe that is read and closed
+    at once."""
+    fd_text = os.environ.pop(TOKEN_FD_ENV, None)
+    if fd_text is not None:
+        fd = int(fd_text)
+        with os.fdopen(fd, "rb") as pipe:
+            return pipe.read().decode() or None
+    path = os.environ.pop(TOKEN_FILE_ENV, None)  # the steps need not know where it is
+    if path:
+        token = Path(path).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"{TOKEN_FILE_ENV}={path} is empty")
+        return token
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        return None
+    if len(token) > 4096:
+        raise ValueError(f"{TOKEN_ENV} is longer than 4096 characters")
+    if not may_restart:  # main() called from Python, not the command line
+        return token
+    read_end, write_end = os.pipe()
+    os.write(write_end, token.encode())
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env[TOKEN_FD_ENV] = str(read_end)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.projects_dir:
         # Path("") is the current folder: the steps would search the repository.
         print("error: --projects-dir is empty: name the folder of your videos", file=sys.stderr)
         return 2
+    try:
+        token = token_from_environment(may_restart=argv is None)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # One line per request (the pages poll and stream) would bury the useful ones.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # The port first, then the history: a second dashboard stops at a busy port
+    # or at the history's lock before it could touch the first one's runs.
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{sock.getsockname()[1]}/"
     try:
         app = create_app({
             "HOST": args.host,
+            "TOKEN": token,
             "PROJECTS_DIR": str(Path(args.projects_dir).resolve()),
             "WORKFLOW_CONFIG": str(Path(args.config).resolve()),
             "LOGS_DIR": str(Path(args.logs_dir).resolve()),
             "DATABASE": str(Path(args.database).resolve()),
             "ECHO_LOG": True,
+            "SERVER_URL": url,
         })
-    except StartupError as exc:
+    except (StartupError, AlreadyRunning, StorageProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sock.close()
         return 2
     dashboard = app.extensions["dashboard"]
-    try:
-        sock = listen(args.host, args.port)
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        dashboard.close()
-        return 2
     server = make_server(args.host, sock.getsockname()[1], app, threaded=True, fd=sock.fileno())
 
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"Dashboard on http://{host}:{server.port}/ (projects folder {dashboard.projects_dir}); Ctrl-C stops it.",
+    print(f"Dashboard on {url} (projects folder {dashboard.projects_dir}); Ctrl-C stops it.",
           flush=True)
 
     def stop(signum, _frame):

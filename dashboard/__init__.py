@@ -70,6 +70,7 @@ def create_app(test_config: dict | None = None):
         db_path=Path(app.config["DATABASE"]),
         echo=app.config["ECHO_LOG"],
         nvidia_smi=app.config["NVIDIA_SMI"],
+        url=app.config.get("SERVER_URL"),
     )
     app.extensions["dashboard"] = dashboard
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from . import logfiles, preview
 from .bus import STEP_TOPIC, EventBus, topic_of
-from .history import RunStore
+from .db_check import check_database, check_logs_folder
+from .history import SCHEMA_VERSION, RunStore
+from .instance_lock import InstanceLock
 from .projects import folder_problem, list_videos
 from .registry import Registry, load_registry
 from .run_log import DASHBOARD_PREFIX
@@ -45,10 +47,23 @@ def make_logger(logs_dir: Path, echo: bool = False) -> logging.Logger:
 
 class Dashboard:
     def __init__(self, root: Path, workflow_path: Path, projects_dir: Path, logs_dir: Path, db_path: Path,
-                 echo: bool = False, recover: bool = True, nvidia_smi: str | None = None):
+                 echo: bool = False, recover: bool = True, nvidia_smi: str | None = None, url: str | None = None):
         self.root = Path(root).resolve()
         self.projects_dir = Path(projects_dir).resolve()
         self.logs_dir = Path(logs_dir).resolve()
+        # Before anything touches the history: a second dashboard on it stops
+        # here (AlreadyRunning), before its recovery could end the first one's runs.
+        self.instance = InstanceLock(Path(db_path)).acquire()
+        try:
+            check_logs_folder(self.logs_dir)
+            check_database(Path(db_path), SCHEMA_VERSION)
+            self._start(workflow_path, db_path, echo, recover, nvidia_smi)
+        except BaseException:
+            self.instance.release()
+            raise
+        self.instance.describe(url)
+
+    def _start(self, workflow_path, db_path, echo, recover, nvidia_smi) -> None:
         self.log = make_logger(self.logs_dir, echo)
         self.registry: Registry = load_registry(Path(workflow_path), self.root)
         for problem in self.registry.problems + [p for s in self.registry.steps for p in s.problems]:
@@ -213,6 +228,7 @@ class Dashboard:
         for handler in list(self.log.handlers):
             self.log.removeHandler(handler)
             handler.close()
+        self.instance.release()
 
 
 __all__ = ["Dashboard", "APP_LOG", "topic_of"]

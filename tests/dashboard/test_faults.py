@@ -1,0 +1,147 @@
+"""Faults that used to lose runs (issue 10): a second dashboard on the same
+history, damaged or unusable databases and logs folders, the token in
+/proc/<pid>/environ. Real app.py processes, real SQLite files."""
+import os
+from contextlib import closing
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from dash_support import ROOT, step, wait_for, write_workflow
+from test_app_process import TOKEN, alive, app_process  # noqa: F401 (a fixture)
+from test_projects_folder import DROP_FILE_OVERRIDES
+
+from dashboard.history import SCHEMA_VERSION, RunStore
+
+
+def start_app(paths, *args, env=None, as_user=False, timeout=60):
+    """app.py run to its end (it is expected to stop at start-up)."""
+    command = [sys.executable, str(ROOT / "app.py"), "--port", "0", "--config", str(paths["workflow"]),
+               "--logs-dir", str(paths["logs"]), "--database", str(paths["db"]),
+               "--projects-dir", str(paths["projects"]), *args]
+    prefix = DROP_FILE_OVERRIDES if as_user and os.geteuid() == 0 else []
+    full_env = {k: v for k, v in os.environ.items() if k != "DASHBOARD_TOKEN"}
+    full_env.update(env or {})
+    return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def one_line_refusal(out, *words):
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_second_dashboard_on_the_same_history_refuses_and_the_first_one_s_run_goes_on(paths, app_process):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    first = app_process()
+    status, body = first.call("POST", "/api/steps/s/run")
+    run_id = body["run_id"]
+    wait_for(lambda: first.call("GET", f"/api/runs/{run_id}")[1]["total"] == 1, message="the run to start")
+    child = psutil_children(first.proc.pid)
+    line = one_line_refusal(start_app(paths), "another dashboard", f"pid {first.proc.pid}", first.url,
+                            str(paths["db"]))
+    assert "--database" in line
+    assert all(alive(pid) for pid in child), "the second dashboard ended the first one's step"
+    assert first.call("GET", f"/api/runs/{run_id}")[1]["status"] == "running"
+    with closing(RunStore(paths["db"])) as store:
+        assert store.get(run_id)["status"] == "running"
+    log = next((paths["logs"] / "s").glob(f"run_{run_id:05d}_*.log")).read_text()
+    assert "ended:" not in log and "interrupted" not in log
+
+
+def psutil_children(pid):
+    import psutil
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+
+
+def test_the_history_lock_is_free_again_after_a_kill_9(paths, app_process):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    first = app_process()
+    first.proc.kill()
+    first.proc.wait(10)
+    second = app_process()
+    assert second.call("GET", "/api/health")[0] == 200
+
+
+def make_history(path, runs=300):
+    with closing(RunStore(path)) as store:
+        for i in range(runs):
+            store.create("s", 1000.0 + i, argv=["x" * 200])
+
+
+def corrupt_one_page(path):
+    """Garbage over one page in the middle of the file (not the header)."""
+    with sqlite3.connect(path) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek((size // page_size // 2) * page_size)
+        f.write(os.urandom(page_size))
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("garbage", ["not an SQLite file", "move it aside"]),
+    ("truncated", ["damaged", "move it aside"]),
+    ("one bad page", ["damaged", "move it aside"]),
+    ("newer schema", [f"schema {SCHEMA_VERSION + 1}", "newer dashboard"]),
+    ("a folder", ["is a folder", "--database"]),
+])
+def test_a_bad_database_is_one_line_and_exit_2(paths, damage, words):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    db = paths["db"]
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if damage == "garbage":
+        db.write_bytes(os.urandom(50_000))
+    elif damage == "a folder":
+        db.mkdir()
+    else:
+        make_history(db)
+        if damage == "truncated":
+            with sqlite3.connect(db) as c:
+                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            os.truncate(db, db.stat().st_size // 2)
+        elif damage == "one bad page":
+            corrupt_one_page(db)
+        else:
+            with sqlite3.connect(db) as c:
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    one_line_refusal(start_app(paths), str(db), *words)
+
+
+def test_a_read_only_database_and_an_unwritable_logs_folder(paths):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    make_history(paths["db"], runs=3)
+    paths["db"].chmod(0o444)
+    try:
+        one_line_refusal(start_app(paths, as_user=True), str(paths["db"]), "not readable and writable")
+    finally:
+        paths["db"].chmod(0o644)
+    paths["logs"].mkdir(exist_ok=True)
+    paths["logs"].chmod(0o555)
+    try:
+        one_line_refusal(start_app(paths, as_user=True), str(paths["logs"]), "not writable")
+    finally:
+        paths["logs"].chmod(0o755)
+
+
+def test_the_token_is_not_left_in_the_dashboard_s_environment(paths, app_process):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    server = app_process(env={"DASHBOARD_TOKEN": TOKEN})
+    environ = open(f"/proc/{server.proc.pid}/environ", "rb").read()
+    assert TOKEN.encode() not in environ and b"DASHBOARD_TOKEN=" not in environ
+    assert server.call("GET", "/api/steps")[0] == 401
+    assert server.call("GET", "/api/steps", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+
+
+def test_the_token_can_come_from_a_file(paths, app_process, tmp_path):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    server = app_process(env={"DASHBOARD_TOKEN_FILE": str(secret)})
+    assert server.call("GET", "/api/steps")[0] == 401
+    assert server.call("GET", "/api/steps", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
