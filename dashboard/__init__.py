@@ -51,7 +51,7 @@ def create_app(test_config: dict | None = None):
 
     from . import security
     from .service import Dashboard
-    from .web import api, errors, events, logs, pages
+    from .web import api, errors, events, logs, pages, video_pages, videos
 
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.url_map.converters["int"] = _row_id_converter()  # before any route is added
@@ -80,7 +80,7 @@ def create_app(test_config: dict | None = None):
 
     got_request_exception.connect(log_exception, app, weak=False)
     security.init_app(app)
-    for module in (pages, api, logs, events, errors):
+    for module in (pages, api, logs, events, videos, video_pages, errors):
         app.register_blueprint(module.bp)
     pages.register_filters(app)
     return app
