@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import procs
+from .options import to_argv
 from .history import RunStore
 from .registry import Registry, Step
 from .run import Run
@@ -51,7 +52,7 @@ class Launcher:
         """Open the run's log, start its child; raise StartFailed if either cannot be done."""
         step = run.step
         log = self._open_log(run)
-        argv, cwd, env = self._command(step, run.id)
+        argv, cwd, env = self._command(step, run.id, run.options)
         log.note(*self._header(run, argv, cwd))
         self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at)
         try:
@@ -79,7 +80,7 @@ class Launcher:
             # Not started: the history must say so, not keep a run "running" forever.
             raise StartFailed(log_not_opened(run.log_rel, str(exc.strerror or exc))) from None
 
-    def _command(self, step: Step, run_id: int) -> tuple[list[str], Path, dict]:
+    def _command(self, step: Step, run_id: int, options: dict) -> tuple[list[str], Path, dict]:
         values = {
             "root": str(self.registry.root),
             "projects_dir": str(self.projects_dir),
@@ -87,7 +88,9 @@ class Launcher:
         }
         args, extra_env = self.registry.expand(step, values)
         python = self.registry.python_of(step)
-        argv = [str(python), str(self.registry.script_of(step)), *args]
+        # The chosen options after the configured arguments: only those that differ from
+        # their defaults, so the step's own config file decides the rest.
+        argv = [str(python), str(self.registry.script_of(step)), *args, *to_argv(step.options, options)]
         cwd = self.registry.root / step.cwd
         return argv, cwd, self._child_env(step, run_id, extra_env)
 

@@ -24,7 +24,7 @@ class Run:
     ERROR_PREFIX = "ERROR:"
 
     def __init__(self, run_id: int, step: Step, started_at: float, trigger: str, sequence_id, log_rel: str,
-                 projects_dir: str | None = None):
+                 projects_dir: str | None = None, options: dict | None = None):
         self.id = run_id
         self.step = step
         self.started_at = started_at
@@ -32,6 +32,7 @@ class Run:
         self.sequence_id = sequence_id
         self.log_rel = log_rel
         self.projects_dir = projects_dir  # the folder the step works on, as recorded in the history
+        self.options = options or {}  # every declared option's value (options.resolve), as recorded
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.status = RunStatus.RUNNING

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .options import summary
 from .outcome import Facts, describe
 from .status import RunStatus
 
@@ -41,6 +42,7 @@ def live_view(run: Run, now: float | None = None) -> dict:
             last_success=None if p.last_success is None else vars(p.last_success),
             failures=[vars(f) for f in p.failures[-run.FAILURES_SHOWN:]],
             lines=run.lines, last_lines=list(run.last_lines), log=run.log_rel, projects_dir=run.projects_dir,
+            options=run.options,
         )
 
 
@@ -66,6 +68,7 @@ def history_view(row: dict, step: Step | None, last_lines: list[str], now: float
         succeeded=row["succeeded"], failed=row["failed"], skipped=row["skipped"], scenes=row.get("scenes"),
         error_line=row.get("error_line"), step=step, last_success=row.get("last_success"), failures=row.get("failures") or [],
         lines=row["lines"], last_lines=last_lines, log=row["log_path"], projects_dir=row.get("projects_dir"),
+        options=row.get("options"),
     )
 
 
@@ -77,7 +80,7 @@ def _elapsed(started_at: float, ended_at: float | None, now: float) -> float:
 def _view(*, run_id, version, step_id, step_name, status, cancelling, trigger, sequence_id, started_at, ended_at,
           elapsed, eta_s, return_code, reason, total, index, item, item_done, item_total, in_progress, fraction,
           succeeded, failed, skipped, scenes, error_line, step, last_success, failures, lines, last_lines, log,
-          projects_dir) -> dict:
+          projects_dir, options) -> dict:
     facts = Facts(status=status, cancelling=cancelling, return_code=return_code, reason=reason, total=total,
                   succeeded=succeeded, failed=failed, skipped=skipped, scenes=scenes, error_line=error_line,
                   meaning=step.exit_meaning(return_code) if step and return_code is not None else None,
@@ -117,6 +120,10 @@ def _view(*, run_id, version, step_id, step_name, status, cancelling, trigger, s
         "projects_dir": projects_dir,
         "scenes": scenes,
         "error_line": error_line,
+        # Every option's value as the run recorded it (None: from an older history, run with
+        # the step's defaults), and the ones that differ from today's defaults, in words.
+        "options": options,
+        "options_summary": summary(step.options if step else (), options),
         # The result in words (reason and return_code are the raw details).
         "outcome": describe(facts),
     }

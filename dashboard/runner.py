@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import options as run_options
 from . import procs
 from .bus import EventBus, topic_of
 from .follower import Follower
@@ -143,10 +144,14 @@ class Runner:
 
     # ---- launch ------------------------------------------------------------
 
-    def launch(self, step_id: str, trigger: str = "user", sequence_id: int | None = None) -> Run:
+    def launch(self, step_id: str, trigger: str = "user", sequence_id: int | None = None,
+               options: dict | None = None) -> Run:
+        """Start a run with ``options`` (name -> value; the others their defaults).
+        Raises options.OptionError, before anything runs, for a value that is refused."""
         step = self.registry.get(step_id)
         if step is None:
             raise UnknownStep(f"no step {step_id!r}")
+        chosen = run_options.resolve(step.options, options, self.projects_dir)
         problems, fix = self.readiness(step)
         if problems:
             raise NotReady(f"{step.name} cannot start: {problems[0]}", problems, fix)
@@ -159,7 +164,7 @@ class Runner:
             if blocker:
                 holder = self._holder_locked(step)
                 raise Busy(blocker, holder.id if holder else None)
-            run = self._start(step, trigger, sequence_id)
+            run = self._start(step, trigger, sequence_id, chosen)
             if run.status is RunStatus.RUNNING:
                 self._active[step.id] = run
             else:
@@ -174,11 +179,12 @@ class Runner:
         for other in self._neighbours.get(step_id, ()):
             self.bus.publish(topic_of(other))
 
-    def _start(self, step: Step, trigger: str, sequence_id) -> Run:
+    def _start(self, step: Step, trigger: str, sequence_id, options: dict) -> Run:
         started = time.time()
         folder = str(self.projects_dir)
-        run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder)
-        run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started), folder)
+        run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder, options=options)
+        run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started), folder,
+                  options)
         try:
             proc, log = self.launcher.start(run)
         except StartFailed as exc:

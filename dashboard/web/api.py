@@ -1,9 +1,11 @@
 """The JSON API: what the pages use, and what scripts may use (see the README)."""
+import json
 import time
 
 from flask import Blueprint, jsonify, request, url_for
 
 from .. import logfiles
+from ..options import OptionError
 from ..runner import Busy, LaunchError, NotReady, NotRunning, UnknownStep
 from ..sequence import SequenceBusy
 from ..status import RunStatus
@@ -27,13 +29,66 @@ def step(step_id: str):
     return jsonify(state)
 
 
+@bp.get("/steps/<step_id>/options")
+def step_options(step_id: str):
+    step = dashboard().registry.get(step_id)
+    if step is None:
+        return error(404, f"no step {step_id!r}")
+    return jsonify(step_id=step.id, options=[o.as_json() for o in step.options])
+
+
 @bp.post("/steps/<step_id>/run")
 def run_step(step_id: str):
+    """Body (optional): {"options": {name: value}}; the options left out take their defaults."""
+    try:
+        options = _options_of_body()
+    except _BadBody as exc:
+        return error(exc.status, str(exc))
+    return _launch(step_id, options)
+
+
+@bp.post("/runs/<int:run_id>/again")
+def run_again(run_id: int):
+    """The run's step again, with the options it recorded (checked again: a video may have gone)."""
+    row = dashboard().store.get(run_id)
+    if row is None:
+        return error(404, f"no run {run_id}")
+    return _launch(row["step_id"], row.get("options"))
+
+
+class _BadBody(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _options_of_body() -> dict | None:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _BadBody(400, f"the request body is not JSON ({exc}); send {{\"options\": {{...}}}} or nothing")
+    if not isinstance(body, dict):
+        raise _BadBody(422, "the request body must be a JSON object: {\"options\": {name: value}}")
+    unknown = sorted(set(body) - {"options"})
+    if unknown:
+        raise _BadBody(422, f"unknown key {unknown[0]!r} in the request body (only \"options\")")
+    options = body.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise _BadBody(422, "options must be an object of option name -> value")
+    return options
+
+
+def _launch(step_id: str, options: dict | None):
     svc = dashboard()
     try:
-        run = svc.runner.launch(step_id, trigger="user")
+        run = svc.runner.launch(step_id, trigger="user", options=options)
     except UnknownStep as exc:
         return error(404, str(exc))
+    except OptionError as exc:
+        return error(422, str(exc))
     except Busy as exc:
         return error(409, str(exc), run_id=exc.run_id)
     except NotReady as exc:
