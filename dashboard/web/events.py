@@ -3,10 +3,18 @@
 On connect a client gets the whole state, then one event per change. Changes
 that come faster than SSE_MIN_INTERVAL_S are merged: the client gets the latest
 state, never a backlog.
+
+Each stream holds a server thread, so there are at most SSE_MAX_CLIENTS. When
+they are all taken, a new stream ends the oldest one (which was open for at
+least EVICT_AFTER_S) instead of being refused: one client holding every slot
+cannot lock the others out for good. The page's script reconnects whatever
+happened (an ended stream, a 503, a restart).
 """
+import itertools
 import json
 import threading
 import time
+from collections import OrderedDict
 
 from flask import Blueprint, current_app, jsonify
 
@@ -15,12 +23,49 @@ from . import dashboard
 bp = Blueprint("events", __name__)
 
 
+EVICT_AFTER_S = 5.0  # a stream younger than this is not ended for a newcomer (no merry-go-round)
+EVICT_TOPIC = "_evict"  # wakes the streams, so that an ended one lets its thread go at once
+
+
 class _Clients:
-    """How many streams are open: each one holds a server thread."""
+    """The open streams, oldest first: each one holds a server thread."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.count = 0
+        self._streams: OrderedDict[int, tuple[float, threading.Event]] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self._streams)
+
+    def admit(self, limit: int) -> tuple[int | None, threading.Event | None, bool]:
+        """(stream id, its stop event, whether an older stream was ended); (None, None, False) when full."""
+        now = time.monotonic()
+        evicted = False
+        with self.lock:
+            if len(self._streams) >= limit:
+                oldest = next(iter(self._streams.items()), None)
+                if oldest is None or now - oldest[1][0] < EVICT_AFTER_S:
+                    return None, None, False
+                del self._streams[oldest[0]]
+                oldest[1][1].set()
+                evicted = True
+            stream_id, stop = next(self._ids), threading.Event()
+            self._streams[stream_id] = (now, stop)
+            return stream_id, stop, evicted
+
+    def leave(self, stream_id: int) -> None:
+        with self.lock:
+            self._streams.pop(stream_id, None)
+
+    def end_all(self) -> None:
+        """End every stream (tests, and a page that must reconnect)."""
+        with self.lock:
+            for _, stop in self._streams.values():
+                stop.set()
+            self._streams.clear()
 
 
 def _event(name: str, data) -> str:
@@ -32,12 +77,15 @@ def events():
     svc = dashboard()
     cfg = current_app.config
     clients = current_app.extensions.setdefault("sse_clients", _Clients())
-    with clients.lock:
-        if clients.count >= cfg["SSE_MAX_CLIENTS"]:
-            response = jsonify(error="too many open event streams")
-            response.status_code = 503
-            return response
-        clients.count += 1
+    stream_id, stop, evicted = clients.admit(cfg["SSE_MAX_CLIENTS"])
+    if stream_id is None:
+        response = jsonify(error="too many open event streams; the page tries again by itself")
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+    if evicted:
+        svc.log.warning("event streams: all %d taken; the oldest one was ended for a new one", cfg["SSE_MAX_CLIENTS"])
+        svc.bus.publish(EVICT_TOPIC)
     heartbeat, min_interval, system_every = cfg["SSE_HEARTBEAT_S"], cfg["SSE_MIN_INTERVAL_S"], cfg["SSE_SYSTEM_S"]
 
     def stream():
@@ -48,7 +96,7 @@ def events():
             yield _event("snapshot", svc.snapshot())
             last_sent = last_system = time.monotonic()
             yield _event("system", svc.system.sample())
-            while not svc.bus.closed:
+            while not svc.bus.closed and not stop.is_set():
                 now = time.monotonic()
                 if now - last_system >= system_every:
                     last_system = now
@@ -60,7 +108,7 @@ def events():
                         yield _event("snapshot", svc.snapshot())
                 wait = max(0.01, min(heartbeat - (now - last_sent), system_every - (now - last_system)))
                 seq, topics = svc.bus.wait(seq, wait)
-                if svc.bus.closed:
+                if svc.bus.closed or stop.is_set():
                     break
                 sent = False
                 for topic in topics:
@@ -77,8 +125,7 @@ def events():
                     last_sent = now
                     yield ": ping\n\n"
         finally:
-            with clients.lock:
-                clients.count -= 1
+            clients.leave(stream_id)
 
     response = current_app.response_class(stream(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"

@@ -270,12 +270,23 @@
   });
 
   const connection = document.getElementById("connection");
+  // The browser retries a dropped stream by itself, but gives up for good after
+  // an answer that is not 200 (a 503 when the server's stream slots are full, a
+  // restart): then this retries, with a growing delay, until the stream is back.
+  let retryDelay = 1000;
   function connect() {
     const source = new EventSource("/api/events");
-    source.addEventListener("open", () => { connection.hidden = true; });
+    source.addEventListener("open", () => { connection.hidden = true; retryDelay = 1000; });
     source.addEventListener("error", () => {
       connection.hidden = false;
-      connection.textContent = "Connection lost: reconnecting…";
+      if (source.readyState !== EventSource.CLOSED) {
+        connection.textContent = "Connection lost: reconnecting…";
+        return;
+      }
+      const delay = retryDelay * (0.75 + Math.random() / 2);
+      connection.textContent = `Connection lost: trying again in ${Math.ceil(delay / 1000)} s…`;
+      retryDelay = Math.min(retryDelay * 2, 15000);
+      setTimeout(connect, delay);
     });
     source.addEventListener("snapshot", (e) => renderAll(JSON.parse(e.data)));
     source.addEventListener("step", (e) => { renderStep(JSON.parse(e.data)); renderTitle(); });
