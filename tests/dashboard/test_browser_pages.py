@@ -138,3 +138,26 @@ def test_a_finished_card_in_words_and_no_eta_while_cancelling(live_server, brows
     wait_until(driver, lambda d: field(d, "stubborn", "status") == "cancelled", timeout=15, message="the end")
     assert field(driver, "stubborn", "outcome").startswith("Cancelled: you stopped it")
     assert js_errors(driver) == []
+
+
+def test_the_page_reconnects_after_its_stream_is_refused_and_shows_the_truth_again(live_server, browser):
+    """Issue 10, item 6: a browser's EventSource that gets a 503 never retries by
+    itself; the page's script does, and the card catches up."""
+    server = live_server([step("long", "sleeper.py", name="Long run")], SSE_MAX_CLIENTS=2)
+    app, svc = server.app, server.app.extensions["dashboard"]
+    driver = browser
+    driver.get(server.url + "/")
+    connection = driver.find_element(By.ID, "connection")
+    wait_until(driver, lambda d: app.extensions["sse_clients"].count == 1, message="the page's stream")
+    app.config["SSE_MAX_CLIENTS"] = 0  # every new stream is refused (503)
+    app.extensions["sse_clients"].end_all()
+    svc.bus.publish("_evict")
+    wait_until(driver, lambda d: "trying again" in connection.text, message="the page to say it retries")
+    run = svc.runner.launch("long")  # meanwhile, a run starts
+    app.config["SSE_MAX_CLIENTS"] = 2
+    wait_until(driver, lambda d: not connection.is_displayed(), timeout=30, message="the stream to be back")
+    wait_until(driver, lambda d: "running" in card(d, "long").text.lower(), timeout=10, message="the run on the card")
+    svc.runner.cancel("long")
+    assert run.done.wait(20)
+    refused = [e for e in js_errors(driver) if "503" not in e["message"]]
+    assert refused == []

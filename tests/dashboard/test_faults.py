@@ -145,3 +145,27 @@ def test_the_token_can_come_from_a_file(paths, app_process, tmp_path):
     server = app_process(env={"DASHBOARD_TOKEN_FILE": str(secret)})
     assert server.call("GET", "/api/steps")[0] == 401
     assert server.call("GET", "/api/steps", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+
+
+def test_a_new_event_stream_ends_the_oldest_when_every_slot_is_taken(make_app, monkeypatch):
+    from dashboard.web import events
+    monkeypatch.setattr(events, "EVICT_AFTER_S", 0.3)
+    app = make_app(SSE_MAX_CLIENTS=2)
+    client = app.test_client()
+    first, second = (client.get("/api/events", buffered=False) for _ in range(2))
+    try:
+        for stream in (first, second):
+            next(stream.response)  # open: the "retry:" line
+        clients = app.extensions["sse_clients"]
+        assert clients.count == 2
+        assert client.get("/api/events", buffered=False).status_code == 503  # the oldest is too young to end
+        import time
+        time.sleep(0.4)
+        third = client.get("/api/events", buffered=False)
+        assert third.status_code == 200
+        b"".join(first.response)  # returns only because the oldest stream was ended
+        assert clients.count == 2 and app.extensions["dashboard"].bus.seq > 0
+        third.close()
+    finally:
+        first.close()
+        second.close()
