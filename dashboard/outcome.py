@@ -116,3 +116,28 @@ def _signal_name(code: int | None) -> str | None:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def sequence_outcome(status: str, count: int, stopped_at: str | None = None, step_outcome: str | None = None,
+                     cause: str | None = None, later_steps: bool = True) -> str:
+    """How a "Run all" ended, in words: ``stopped_at`` is the step it stopped at,
+    ``step_outcome`` that step's run's own sentence (describe()), ``cause`` why it
+    could not be started; the raw reason stays in the sequence's JSON."""
+    after = " — the steps after it did not run" if later_steps else ""
+    if status == RunStatus.SUCCEEDED.value:
+        return "Done: the step succeeded" if count == 1 else f"Done: all {count} steps succeeded"
+    if status == RunStatus.CANCELLED.value:
+        return f"Cancelled: you stopped Run all{f' during {stopped_at}' if stopped_at else ''}{after}"
+    if status == RunStatus.INTERRUPTED.value:
+        during = f" while {stopped_at} ran" if stopped_at else ""
+        return f"Interrupted: the dashboard stopped{during}; press Run all again to finish"
+    if cause is not None:
+        return f"Stopped: {cause}{after}"
+    if stopped_at and step_outcome:
+        return f"Stopped at {stopped_at}: {_lower_first(step_outcome)}{after}"
+    return "Failed: an error inside the dashboard stopped Run all; see app.log"
+
+
+def _lower_first(text: str) -> str:
+    """A sentence of describe() inside another one ("Failed ..." -> "failed ...")."""
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text

@@ -8,6 +8,7 @@ import threading
 import time
 
 from .bus import EventBus
+from .outcome import sequence_outcome
 from .history import RunStore
 from .registry import Registry
 from .runner import Busy, LaunchError, NotReady, NotRunning, Runner, Stopping
@@ -28,7 +29,12 @@ class Sequence:
         self.started_at = started_at
         self.ended_at: float | None = None
         self.status = SequenceStatus.RUNNING
-        self.reason: str | None = None
+        self.reason: str | None = None  # the raw reason, as the history records it
+        self.outcome: str | None = None  # how it ended, in words (outcome.sequence_outcome)
+        # Where it stopped: the step's name, its run's sentence, or why it could not start.
+        self.stopped_at: str | None = None
+        self.step_outcome: str | None = None
+        self.cause: str | None = None
         self.current: str | None = None
         self.waiting: str | None = None
         self.runs: dict[str, int] = {}
@@ -48,6 +54,7 @@ class Sequence:
                 "started_at": self.started_at,
                 "ended_at": self.ended_at,
                 "reason": self.reason,
+                "outcome": self.outcome,
             }
 
 
@@ -131,6 +138,9 @@ class SequenceRunner:
             status, reason = SequenceStatus.FAILED, internal_error(exc)
         with seq.lock:
             seq.status, seq.reason, seq.ended_at = status, reason, time.time()
+            later = seq.stopped_at is not None and seq.current != seq.steps[-1]
+            seq.outcome = sequence_outcome(status.value, len(seq.steps), seq.stopped_at, seq.step_outcome,
+                                           seq.cause, later)
             seq.current = seq.waiting = None
         self.store.finish_sequence(seq.id, status, seq.ended_at, reason)
         self.log.info("run all %s ended: %s (%s)", seq.id, status.value, reason)
@@ -144,11 +154,15 @@ class SequenceRunner:
                 seq.current = step_id
             self.bus.publish(TOPIC)
             run = self._launch_when_free(seq, step_id)
+            with seq.lock:
+                seq.stopped_at = step.name  # until the step succeeds
             if run is None:
                 if self._closed:
                     return SequenceStatus.INTERRUPTED, REASON_INTERRUPTED
                 return SequenceStatus.CANCELLED, REASON_CANCELLED
             if isinstance(run, str):
+                with seq.lock:
+                    seq.cause = run
                 return SequenceStatus.FAILED, run
             with seq.lock:
                 seq.runs[step_id] = run.id
@@ -158,7 +172,11 @@ class SequenceRunner:
             self.bus.publish(TOPIC)
             run.done.wait()
             if run.status is not RunStatus.SUCCEEDED:
+                with seq.lock:
+                    seq.step_outcome = run.snapshot()["outcome"]
                 return sequence_stopped(step.name, run.status, run.reason)
+            with seq.lock:
+                seq.stopped_at = None
         return SequenceStatus.SUCCEEDED, all_steps_succeeded(len(seq.steps))
 
     def _launch_when_free(self, seq: Sequence, step_id: str):

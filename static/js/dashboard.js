@@ -156,15 +156,17 @@
     const box = document.getElementById("sequence");
     const seq = state.current;
     let text;
-    if (seq) {
+    if (seq && seq.outcome) {
+      text = `Run all #${seq.id}: ${seq.outcome}`;  // in words; the raw reason below it
+    } else if (seq) {
       text = `Run all #${seq.id}: ${seq.status}`;
       if (seq.current_step) text += ` — now ${seq.current_step}`;
       if (seq.waiting) text += ` — ${seq.waiting}`;
-      if (seq.reason) text += ` — ${seq.reason}`;
     } else {
       text = `Run all: ${state.steps.join(" → ") || "no step takes part"}`;
     }
     setText(box, text);
+    setText(document.getElementById("sequence-raw"), seq && seq.outcome ? (seq.reason || "") : "");
     const running = !!seq && seq.status === "running";
     document.getElementById("run-all").disabled = running || !!state.problem;
     document.getElementById("cancel-all").disabled = !running;

@@ -114,3 +114,24 @@ def test_a_long_line_that_is_not_json_is_cut_at_a_space():
     short = shorten(line)
     assert short.endswith(" …") and len(short) <= 160
     assert line.startswith(short[:-2]) and short[:-2].split()[-1] in line.split()
+
+
+@pytest.mark.parametrize("entries, status, outcome, raw", [
+    ([step("one", "progress.py", "--items", "1"), step("bad", "exit_code.py", "3", name="Bad step",
+                                                       exit_codes={"3": "test failure"}),
+      step("never", "progress.py")], "failed",
+     "Stopped at Bad step: could not start: test failure; see its log — the steps after it did not run", "stopped: Bad step failed (exit code 3 (test failure))"),
+    ([step("one", "progress.py", "--items", "1"), step("two", "progress.py", "--items", "1")], "succeeded",
+     "Done: all 2 steps succeeded", "all 2 steps succeeded"),
+])
+def test_run_all_ends_in_words_and_the_raw_reason_is_a_detail(make_app, entries, status, outcome, raw):
+    app = make_app(entries)
+    client = app.test_client()
+    client.post("/api/run-all", headers={"Origin": "http://localhost"})
+    done = wait_for(lambda: (lambda s: s if s["status"] != "running" else None)(
+        client.get("/api/run-all").get_json()["current"]), timeout=30, message="run all to end")
+    assert (done["status"], done["outcome"], done["reason"]) == (status, outcome, raw)
+    html = client.get("/").get_data(as_text=True)
+    assert f"Run all #{done['id']}: {outcome}" in html
+    assert re.search(r'<div id="sequence-raw" class="raw muted">([^<]*)</div>', html).group(1) == raw
+    assert "exit code" not in outcome
