@@ -117,11 +117,12 @@ class Driver:
             raise SetupFailed(f"cannot find the model weights: {exc}") from None
 
     def _local_executor(self, weights: Path) -> Executor:
-        if self.config.executor != "local":
-            raise SetupFailed(f"executor {self.config.executor!r} is not available in this version")
         if self.config.decoder == "nvdec":
             self.report.warning("decoder 'nvdec': GPU decoding is not available in this version; "
                                 "decoding with ffmpeg on the CPU")
+        if self.config.executor == "ray":
+            from shots.executors.ray_executor import RayExecutor
+            return RayExecutor(self.config, weights)
         from shots.executors.local import LocalExecutor
         return LocalExecutor(self.config, weights)
 

@@ -1,0 +1,158 @@
+"""The Ray executor (``executor: ray``): decoding tasks on the cluster's CPU
+workers, the model in actors (one per GPU, or one per node on the CPU), and
+this process, the driver, between them.
+
+The driver plans and reads the videos with the local engine's own scheduler
+and windowing (scheduler.py, video_job.py: the same windows, so the same
+probabilities) and its failure policy (executors/local.py), so a bad video
+fails alone with the same one-line cause. Only the places differ: frames
+come from Ray tasks (ray_source.py), batches go to actors (ray_feed.py).
+Everything the run started on the cluster ends with it: tasks cancelled,
+actors killed, a local instance shut down.
+"""
+from pathlib import Path
+from typing import List, Optional
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from shots.config import AUTO, Config
+from shots.executors import Executor, RunEvents, SetupFailed
+from shots.executors import ray_cluster, ray_tasks
+from shots.executors.local import _Run
+from shots.executors.ray_feed import ModelPool, RayModelFeed, say
+from shots.executors.ray_model import ModelActor
+from shots.executors.ray_source import RayFrameSource
+from shots.frames.ffmpeg_source import RING_FRAMES
+from shots.scheduler import READAHEAD_FRAMES_PER_DECODER
+from shots.video_job import VideoJob
+
+SHARED_FS = "every node must see the videos at the same path (a shared file system)"
+
+
+class RayExecutor(Executor):
+    def __init__(self, config: Config, weights_path: Path):
+        self.config = config
+        self.weights_path = weights_path
+        self.cluster: Optional[ray_cluster.Cluster] = None
+        self.actors: list = []
+        self.actor_cpus = 0.0
+        self.model_device = "cpu"
+        self.predictor: Optional[ModelPool] = None
+
+    # -- set-up -----------------------------------------------------------------------
+    def prepare(self, events: RunEvents) -> None:
+        if self.cluster is not None:
+            return
+        try:
+            self.cluster = ray_cluster.connect(self.config.ray_address)
+            self._start_actors()
+            events.info(f"{self.cluster.describe()}; {len(self.actors)} model actor(s), "
+                        f"{self.decode_slots} decoding task(s) at once")
+            answer = ray.get(self.actors[0].prepare.remote())
+            if answer[0] != "ok":
+                raise SetupFailed(answer[1])
+        except BaseException:
+            self.close()
+            raise
+        _, self.model_device, lines = answer
+        say(events, lines)
+
+    def _start_actors(self) -> None:
+        c = self.config
+        options = dict(device=c.device, mixed_precision=c.mixed_precision, torchscript=c.torchscript,
+                       torchscript_auto_fallback=c.torchscript_auto_fallback, batch_size=c.batch_size,
+                       cpu_threads=c.cpu_threads, cpu_fast=c.cpu_fast)
+        weights = str(self.weights_path)
+        if self.cluster.gpus and c.device != "cpu":
+            # One per GPU; Ray shows each its own.
+            self.actors = [ModelActor.options(num_gpus=1, num_cpus=1).remote(weights, options, None)
+                           for _ in range(self.cluster.gpus)]
+            self.actor_cpus = float(len(self.actors))
+            return
+        # No GPU: one per node, the node's cores but one for its decoding (as the
+        # local engine: one decoder beside a CPU model), threads as locally.
+        threads = None if c.cpu_threads != AUTO else "all"
+        for node in self.cluster.nodes:
+            cpus = node.cpus - 1 if node.cpus > 1 else 0
+            where = NodeAffinitySchedulingStrategy(node.node_id, soft=True)
+            self.actors.append(ModelActor.options(num_cpus=cpus, scheduling_strategy=where).remote(
+                weights, options, threads))
+            self.actor_cpus += cpus
+
+    @property
+    def decode_slots(self) -> int:
+        return max(1, int(self.cluster.cpus - self.actor_cpus))
+
+    def make_source(self, decoders: int, config: Config) -> RayFrameSource:
+        threads = 1 if config.decoder_threads == AUTO else int(config.decoder_threads)
+        return RayFrameSource(decoders, RING_FRAMES // ray_tasks.CHUNK_FRAMES, threads,
+                              config.segment_seconds, config.segment_frames)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self, jobs: List[VideoJob], events: RunEvents) -> None:
+        try:
+            if self.cluster is None:
+                self.prepare(events)
+            jobs = self._readable_everywhere(jobs, events)
+            self.predictor = ModelPool(self.actors, events)
+            _RayRun(self, jobs, events).go()
+        finally:
+            self.close()
+
+    def _readable_everywhere(self, jobs: List[VideoJob], events: RunEvents) -> List[VideoJob]:
+        """Each node looks at every video (one small task per node): a video
+        that some node sees otherwise than this process fails at once."""
+        nodes = ray_cluster.alive_nodes()
+        if not jobs or not nodes:
+            return jobs
+        paths = [str(j.path.resolve()) for j in jobs]
+        refs = [ray_tasks.check_paths.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+                .remote(paths) for n in nodes]
+        seen = ray.get(refs)
+        keep = []
+        for i, job in enumerate(jobs):
+            mine = ray_tasks.signature(paths[i])
+            other = [(n, s[i]) for n, s in zip(nodes, seen) if s[i] != mine]
+            if not other:
+                keep.append(job)
+                continue
+            node, theirs = other[0]
+            what = theirs[len("error: "):] if theirs.startswith("error: ") else f"a different file there ({theirs})"
+            events.failed(job, f"cannot be read on node {node.address}: {what}; {SHARED_FS}")
+        return keep
+
+    def close(self) -> None:
+        """End every actor and task of the run, and leave the cluster."""
+        if ray.is_initialized():
+            for actor in self.actors:
+                try:
+                    ray.kill(actor, no_restart=True)
+                except Exception:
+                    pass
+        self.actors = []
+        ray_cluster.disconnect(self.cluster)
+        self.cluster = None
+
+
+class _RayRun(_Run):
+    """The local engine's loop and failure policy, with Ray's frame source and model actors."""
+
+    def __init__(self, executor: RayExecutor, jobs: List[VideoJob], events: RunEvents):
+        # Not _Run.__init__: it builds local decoder processes and an inference thread.
+        c = executor.config
+        self.config, self.predictor, self.events = c, executor.predictor, events
+        self.make_source = executor.make_source
+        self.jobs = jobs
+        self.unfinished = len(jobs)
+        self.setup_error: Optional[str] = None
+        self.decoders = executor.decode_slots
+        self.readahead = (READAHEAD_FRAMES_PER_DECODER * self.decoders if c.readahead_frames == AUTO
+                          else c.readahead_frames)
+        self.feed = RayModelFeed(self.predictor, self._loaded, self._predicted, self._batch_failed)
+        self.scheduler = None
+
+    def _loaded(self, error: Optional[BaseException]) -> None:
+        # The decoding tasks at once are the cluster's, whatever num_workers says.
+        if error is not None:
+            super()._loaded(error)
