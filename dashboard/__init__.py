@@ -79,6 +79,12 @@ def create_app(test_config: dict | None = None):
         dashboard.log.error("request %s %s failed", request.method, request.path, exc_info=exception)
 
     got_request_exception.connect(log_exception, app, weak=False)
+
+    @app.context_processor
+    def history_problem():
+        # A database damaged while running: the pages still work, and say so.
+        return {"history_problem": dashboard.store.problem}
+
     security.init_app(app)
     for module in (pages, api, logs, events, videos, video_pages, errors):
         app.register_blueprint(module.bp)

@@ -8,6 +8,7 @@ even once they have left its group and lost their parent.
 import fcntl
 import logging
 import os
+import sqlite3
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,12 @@ class Launcher:
         step = run.step
         log = self._open_log(run)
         argv, cwd, env = self._command(step, run.id, run.options)
-        log.note(*self._header(run, argv, cwd))
+        failed = log.note(*self._header(run, argv, cwd))
+        if failed is not None:
+            # A step whose lines cannot be kept (a full disk) is not started: the
+            # history would point at an empty log.
+            log.close()
+            raise StartFailed(log_not_opened(run.log_rel, str(failed.strerror or failed)))
         self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at)
         try:
             proc = subprocess.Popen(
@@ -66,7 +72,10 @@ class Launcher:
             log.close()
             raise StartFailed(reason) from None
         run.pid = proc.pid
-        self.store.update(run.id, pid=proc.pid, pid_started_at=procs.started_at(proc.pid))
+        try:
+            self.store.update(run.id, pid=proc.pid, pid_started_at=procs.started_at(proc.pid))
+        except sqlite3.Error as exc:  # the child runs: it is followed all the same
+            self.log.error("run %s of %s: its process is not recorded in the history: %s", run.id, step.id, exc)
         run.pipe_size = _widen_pipe(proc.stdout.fileno())
         self.log.info("run %s of %s started (pid %s): %s", run.id, step.id, proc.pid, subprocess.list2cmdline(argv))
         return proc, log

@@ -10,6 +10,7 @@ launcher.py starts the child, follower.py is the thread that follows it until
 it has ended, run.py holds its state, run_record.py keeps its history row.
 """
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from .launcher import Launcher, StartFailed
 from .projects import folder_problem
 from .registry import Registry, Step
 from .run import Run
-from .run_log import DASHBOARD_PREFIX, append_note, log_rel_of
+from .run_log import DASHBOARD_PREFIX, append_note, end_in_log, log_rel_of
 from .run_record import RunRecord
-from .status import REASON_CANCELLED, REASON_INTERRUPTED, RunStatus
+from .status import REASON_CANCELLED, REASON_INTERRUPTED, RunStatus, could_not_start
 
 __all__ = [
     "Runner", "Run", "RunStatus", "LaunchError", "UnknownStep", "Busy", "NotReady", "NotRunning", "Stopping",
@@ -52,6 +53,10 @@ class NotReady(LaunchError):
         super().__init__(message)
         self.problems = problems
         self.fix = fix
+
+
+class HistoryUnavailable(LaunchError):
+    """The history cannot record a new run (damaged, locked, full disk)."""
 
 
 class Stopping(LaunchError):
@@ -182,14 +187,22 @@ class Runner:
     def _start(self, step: Step, trigger: str, sequence_id, options: dict) -> Run:
         started = time.time()
         folder = str(self.projects_dir)
-        run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder, options=options)
+        try:
+            run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder, options=options)
+        except sqlite3.Error as exc:
+            # No row, so no phantom "running" run: the user is told, nothing starts.
+            self.log.error("%s not started: the history cannot record a new run: %s", step.id, exc)
+            raise HistoryUnavailable(f"{step.name} was not started: the history database cannot record a new "
+                                     f"run ({exc}); see app.log") from None
         run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started), folder,
                   options)
         try:
             proc, log = self.launcher.start(run)
-        except StartFailed as exc:
-            self.record.end(run, RunStatus.FAILED, None, exc.reason)
-            self.log.error("run %s of %s %s", run_id, step.id, exc.reason)
+        except Exception as exc:  # a full disk, a broken venv...: the run failed, in words, never "running"
+            reason = exc.reason if isinstance(exc, StartFailed) else could_not_start(
+                getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
+            self.record.end(run, RunStatus.FAILED, None, reason)
+            self.log.error("run %s of %s %s", run_id, step.id, reason)
             return run
         follower = Follower(run, proc, log, self.record, self.bus, self.log, self.checkpoint_s, self._end)
         thread = threading.Thread(target=follower.follow, name=f"run-{run_id}", daemon=True)
@@ -219,11 +232,14 @@ class Runner:
         # The status and the table of active runs change together: whoever sees the
         # run ended also finds its step and its resources free.
         with self._lock:
-            self.record.end(run, status, returncode, reason)
+            fields = run.finish(status, returncode, reason)
             if self._active.get(run.step.id) is run:
                 del self._active[run.step.id]
             self._latest[run.step.id] = run
             self._threads.pop(run.id, None)
+        # Outside the lock: a database held by another program must not stall
+        # every page that asks the runner something (it waits up to 10 s, then retries).
+        self.record.save_end(run, fields)
         self._publish_around(run.step.id)
         self._notify_ended(run)
 
@@ -242,11 +258,22 @@ class Runner:
             if row.get("pid"):
                 ended = procs.end_stale_group(row["pid"], row.get("pid_started_at"), grace)
             when = row.get("updated_at") or row["started_at"]
+            logged = end_in_log(self.logs_dir, row.get("log_path"))
+            if logged and logged[0] in {s.value for s in RunStatus} and logged[0] != RunStatus.RUNNING.value:
+                # It ended, but the history could not take its end: the log kept it.
+                self.store.update(row["id"], status=logged[0], reason=logged[1], ended_at=when)
+                self.log.warning("run %s of %s: its end (%s), missing from the history, was read from its log",
+                                 row["id"], row["step_id"], logged[0])
+                recovered.append(row["id"])
+                continue
             self.store.update(row["id"], status=RunStatus.INTERRUPTED.value, reason=REASON_INTERRUPTED, ended_at=when)
             note = f"; ended {ended} process(es) it left running" if ended else ""
             self.log.warning("run %s of %s was still marked running: marked interrupted%s", row["id"], row["step_id"], note)
-            append_note(self.logs_dir, row.get("log_path"),
-                        f"ended: {RunStatus.INTERRUPTED.value} ({REASON_INTERRUPTED}){note}")
+            try:
+                append_note(self.logs_dir, row.get("log_path"),
+                            f"ended: {RunStatus.INTERRUPTED.value} ({REASON_INTERRUPTED}){note}")
+            except OSError as exc:
+                self.log.warning("run %s: cannot add its end to its log: %s", row["id"], exc.strerror or exc)
             recovered.append(row["id"])
         return recovered
 
@@ -263,3 +290,4 @@ class Runner:
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.record.close()
