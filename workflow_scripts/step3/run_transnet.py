@@ -43,9 +43,17 @@ def main(argv=None) -> int:
 
     from shots import driver  # after the config is valid: a usage error costs no imports
 
+    from shots.folder_lock import FolderBusy, FolderLock
+
     reporter = Reporter() if config.dry_run else Reporter.with_log(Path(config.log_dir))
+    lock = FolderLock(Path(config.input_dir))
     try:
+        if not config.dry_run:  # a dry run writes nothing: it may look while a run works
+            lock.acquire()
         return driver.run(config, reporter)
+    except FolderBusy as exc:
+        reporter.error(str(exc))
+        return 2
     except KeyboardInterrupt:
         reporter.error("interrupted")
         return 130
@@ -55,6 +63,7 @@ def main(argv=None) -> int:
         reporter.error(f"internal error, run stopped: {type(exc).__name__}: {exc}")
         return 1
     finally:
+        lock.release()
         reporter.close()
 
 
