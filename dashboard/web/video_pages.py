@@ -22,7 +22,7 @@ def videos():
                            projects_dir=str(dashboard().projects_dir))
 
 
-@bp.get("/videos/<path:relative>")
+@bp.get("/videos/<path:relative>", merge_slashes=False)
 def video(relative):
     result, failure = lookup(relative)
     if failure is not None:

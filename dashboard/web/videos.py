@@ -21,6 +21,18 @@ from . import dashboard, error, int_arg
 
 bp = Blueprint("videos", __name__)
 THUMB_WAIT_S = 30
+PATH_PREFIXES = ("/api/videos/", "/media/", "/videos/")
+
+
+@bp.before_app_request
+def refuse_absolute_paths():
+    """``/media//etc/x.mp4`` names an absolute path; no rule matches it (a
+    path converter cannot start with '/'), but it is refused as such, not
+    answered 'not found'."""
+    for prefix in PATH_PREFIXES:
+        if request.path.startswith(prefix + "/"):
+            return refused(request.path[len(prefix):], OutsideRoot("absolute paths are refused"))
+    return None
 
 
 def library() -> ResultsLibrary:
@@ -62,7 +74,7 @@ def list_videos():
     return jsonify(videos=videos, count=listed["count"], truncated=listed["truncated"])
 
 
-@bp.get("/api/videos/<path:relative>")
+@bp.get("/api/videos/<path:relative>", merge_slashes=False)
 def video(relative):
     result, failure = lookup(relative)
     if failure:
@@ -73,7 +85,7 @@ def video(relative):
     return jsonify(library().detail(result, first, last))
 
 
-@bp.put("/api/videos/<path:relative>/review")
+@bp.put("/api/videos/<path:relative>/review", merge_slashes=False)
 def put_review(relative):
     result, failure = lookup(relative)
     if failure:
@@ -96,7 +108,7 @@ def put_review(relative):
     return jsonify(review=reviews.load(result.review_path, result.document))
 
 
-@bp.delete("/api/videos/<path:relative>/review")
+@bp.delete("/api/videos/<path:relative>/review", merge_slashes=False)
 def delete_review(relative):
     result, failure = lookup(relative)
     if failure:
@@ -117,7 +129,7 @@ def export_bytes(result, fmt: str, use: str) -> tuple:
     return data, timeline
 
 
-@bp.get("/api/videos/<path:relative>/export")
+@bp.get("/api/videos/<path:relative>/export", merge_slashes=False)
 def export(relative):
     fmt, use = request.args.get("format", "csv"), request.args.get("use", "auto")
     if fmt not in FORMATS:
@@ -162,7 +174,7 @@ def export_folder():
     return send_file(buffer, mimetype="application/zip", as_attachment=True, download_name="scenes.zip")
 
 
-@bp.get("/api/videos/<path:relative>/frame")
+@bp.get("/api/videos/<path:relative>/frame", merge_slashes=False)
 def frame(relative):
     result, failure = lookup(relative)
     if failure:
@@ -192,7 +204,7 @@ def frame(relative):
     return response
 
 
-@bp.get("/media/<path:relative>")
+@bp.get("/media/<path:relative>", merge_slashes=False)
 def media(relative):
     result, failure = lookup(relative)
     if failure:
