@@ -2,7 +2,7 @@
 import math
 from datetime import datetime
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, current_app, render_template, request
 
 from .. import logfiles
 from ..status import RunStatus
@@ -11,13 +11,21 @@ from .logs import read_log
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 50
+# A Cancel on a run older than this asks first; a run longer than this changes the
+# page title (and notifies, if allowed) when it ends. Tests shorten them (app config).
+CONFIRM_AFTER_S = 60
+NOTIFY_AFTER_S = 60
 
 
 @bp.get("/")
 def index():
     svc = dashboard()
+    config = current_app.config
     return render_template("dashboard.html", state=svc.snapshot(), videos=svc.videos(),
-                           projects_dir=str(svc.projects_dir))
+                           projects_dir=str(svc.projects_dir),
+                           step_options={s.id: [o.as_json() for o in s.options] for s in svc.registry.steps},
+                           confirm_after_s=config.get("CANCEL_CONFIRM_AFTER_S", CONFIRM_AFTER_S),
+                           notify_after_s=config.get("NOTIFY_AFTER_S", NOTIFY_AFTER_S))
 
 
 @bp.get("/history")

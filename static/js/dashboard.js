@@ -7,6 +7,11 @@
   let clockOffset = initial.server_time - Date.now() / 1000;
   const steps = {};        // step id -> latest step state
   const baseTitle = document.title;
+  const cards = document.querySelector(".cards");
+  // Seconds after which a Cancel asks first, and after which a run's end is announced.
+  const confirmAfter = Number(cards.dataset.confirmAfterS || 60);
+  const notifyAfter = Number(cards.dataset.notifyAfterS || 60);
+  const watched = {};      // step id -> id of the run seen running on this page
 
   const serverNow = () => Date.now() / 1000 + clockOffset;
 
@@ -68,7 +73,17 @@
     return va >= vb;
   }
 
+  // A run seen running here that has now ended: announce it if it was long.
+  function noticeEnd(step) {
+    const run = step.run;
+    if (run && run.status === "running") { watched[step.id] = run.id; return; }
+    if (!run || watched[step.id] !== run.id) return;
+    delete watched[step.id];
+    if (run.status !== "cancelled" && run.elapsed_s >= notifyAfter) window.RunNotice.ended(step.name, run, baseTitle);
+  }
+
   function renderStep(step) {
+    noticeEnd(step);
     steps[step.id] = step;
     const card = document.getElementById(`step-${step.id}`);
     if (!card) return;
@@ -107,6 +122,8 @@
       : "—");
     setText(field(card, "outcome"), run ? run.outcome : "not run on this projects folder yet");
     setText(field(card, "reason"), run ? rawResult(run) : "");
+    const options = run ? run.options_summary : null;
+    setText(field(card, "run-options"), options === null || options === undefined ? "—" : (options || "defaults"));
     const link = field(card, "run-link");
     link.hidden = !run;
     field(card, "no-run").hidden = !!run;
@@ -128,6 +145,10 @@
     const message = field(card, "message");
     if (!step.running && message.textContent === "Cancelling…") message.textContent = "";
     card.querySelector('[data-action="run"]').disabled = !step.ready || step.running || !!step.blocked;
+    const again = card.querySelector('[data-action="again"]');
+    again.hidden = !run;
+    again.disabled = !run || !step.ready || step.running || !!step.blocked;
+    again.title = run ? `run #${run.id} again, with its options (${options || "defaults"})` : "";
     card.querySelector('[data-action="cancel"]').disabled = !step.running || (run && run.cancelling);
     setText(field(card, "blocked"), step.running ? "" : (step.blocked || ""));
     renderTimes(step);
@@ -152,7 +173,9 @@
     setText(field(card, "eta"), run.status === "running" && !run.cancelling ? duration(t.eta) : "—");
   }
 
+  let latestSequence = null;
   function renderSequence(state) {
+    latestSequence = state;
     const box = document.getElementById("sequence");
     const seq = state.current;
     let text;
@@ -203,6 +226,7 @@
   }
 
   function renderTitle() {
+    if (window.RunNotice.title()) { document.title = window.RunNotice.title(); return; }
     const running = Object.values(steps).filter((s) => s.run && s.run.status === "running");
     if (!running.length) { document.title = baseTitle; return; }
     const s = running[0];
@@ -226,10 +250,12 @@
     if (ok) el.clearTimer = setTimeout(() => { el.textContent = ""; }, 6000);
   }
 
-  async function post(url) {
+  async function post(url, payload) {
     let response;
+    const headers = { Accept: "application/json" };
+    if (payload !== undefined) headers["Content-Type"] = "application/json";
     try {
-      response = await fetch(url, { method: "POST", headers: { Accept: "application/json" } });
+      response = await fetch(url, { method: "POST", headers, body: payload === undefined ? undefined : JSON.stringify(payload) });
     } catch (err) {
       return { ok: false, body: { error: `the dashboard did not answer (${err.message})` } };
     }
@@ -238,17 +264,41 @@
     return { ok: response.ok, status: response.status, body };
   }
 
-  document.querySelector(".cards").addEventListener("click", async (event) => {
+  // A run going for longer than confirmAfter is cancelled only once the user says so.
+  function confirmCancel(name, startedAt) {
+    const elapsed = serverNow() - startedAt;
+    if (!(elapsed > confirmAfter)) return true;
+    return window.confirm(`${name} has been running for ${duration(elapsed)}. Cancel it? ` +
+                          "The video it is working on is left unfinished; finished videos keep their results.");
+  }
+
+  // What a card's button posts: [url, body], or null when there is nothing to post.
+  function request(action, stepId, card) {
+    const step = steps[stepId];
+    const base = `/api/steps/${encodeURIComponent(stepId)}`;
+    if (action === "run") return [`${base}/run`, window.RunOptions.has(stepId) ? { options: window.RunOptions.read(card) } : undefined];
+    if (action === "again") return step && step.run ? [`/api/runs/${encodeURIComponent(step.run.id)}/again`, undefined] : null;
+    if (action === "cancel") {
+      const run = step && step.run;
+      return !run || confirmCancel(step.name, run.started_at) ? [`${base}/cancel`, undefined] : null;
+    }
+    return null;
+  }
+
+  cards.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
     const card = button.closest(".card");
     const stepId = card.dataset.step;
     const message = field(card, "message");
-    button.disabled = true;
     const action = button.dataset.action;
-    const result = await post(`/api/steps/${encodeURIComponent(stepId)}/${action}`);
+    if (action === "defaults") { window.RunOptions.reset(card); return; }
+    const call = request(action, stepId, card);
+    if (!call) return;
+    button.disabled = true;
+    const result = await post(...call);
     if (result.ok) {
-      showMessage(message, action === "run" ? `Started run #${result.body.run_id}.` : "Cancelling…", true);
+      showMessage(message, action === "cancel" ? "Cancelling…" : `Started run #${result.body.run_id}.`, true);
       const known = steps[stepId];
       if (result.body.run && known && asRecent(result.body.run, known.run)) {
         renderStep({ ...known, run: result.body.run, running: result.body.run.status === "running" });
@@ -267,6 +317,8 @@
     showMessage(toolbarMessage, result.ok ? "Run all started." : (result.body.error || `error ${result.status}`), result.ok);
   });
   document.getElementById("cancel-all").addEventListener("click", async () => {
+    const seq = latestSequence && latestSequence.current;
+    if (seq && !confirmCancel("Run all", seq.started_at)) return;
     const result = await post("/api/run-all/cancel");
     showMessage(toolbarMessage, result.ok ? "Cancelling run all…" : (result.body.error || `error ${result.status}`), result.ok);
   });
@@ -296,6 +348,7 @@
     source.addEventListener("system", (e) => renderSystem(JSON.parse(e.data)));
   }
 
+  window.addEventListener("run-notice-seen", renderTitle);
   renderAll(initial);
   setInterval(() => { Object.values(steps).forEach(renderTimes); }, 1000);
   connect();

@@ -2,6 +2,7 @@
 
 Screenshots go to artifacts/dashboard/ (git-ignored).
 """
+import json
 import re
 import shutil
 
@@ -62,9 +63,16 @@ def alive(pid):
         return False
 
 
+def set_option(driver, step_id, name, text):
+    box = card(driver, step_id).find_element(By.CSS_SELECTOR, f'.option[data-option="{name}"] input')
+    box.clear()
+    box.send_keys(text)
+
+
 @pytest.mark.slow
 def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
-    """Press STEP3's button, watch the bar reach 100 %, read the success in the log viewer."""
+    """Open STEP3's options, lower the threshold, press Run, watch the bar reach 100 %,
+    read the success in the log viewer and the threshold in the result; run it again from History."""
     demo = paths["projects"] / "demo"
     demo.mkdir()
     shutil.copy(ROOT / "projects" / "demo" / "sample.mp4", demo / "sample.mp4")
@@ -74,6 +82,15 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     driver.get(server.url + "/")
     assert "STEP3" in card(driver, "step3").text
     assert field(driver, "step3", "status") == "idle"
+    # The options are collapsed, and say they are the defaults until one is changed.
+    options = card(driver, "step3").find_element(By.CSS_SELECTOR, "details.options")
+    assert options.get_attribute("open") is None and field(driver, "step3", "options-changed") == "(defaults)"
+    options.find_element(By.TAG_NAME, "summary").click()
+    videos = [c.get_attribute("value") for c in options.find_elements(By.CSS_SELECTOR, ".video-choice input")]
+    assert videos == ["demo/sample.mp4"]
+    set_option(driver, "step3", "threshold", "0.3")
+    assert field(driver, "step3", "options-changed") == "— changed: Threshold 0.3"
+    driver.save_screenshot(str(artifacts / "step3_options.png"))
     card(driver, "step3").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
     wait_until(driver, lambda d: field(d, "step3", "status") == "running", message="STEP3 to start")
 
@@ -103,8 +120,10 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     assert success, lines
     assert field(driver, "step3", "outcome") == f"Done: 1 video analysed, {success.group(1)} scenes"
     assert "FRAMES:" not in lines
+    assert field(driver, "step3", "run-options") == "Threshold 0.3"
     driver.save_screenshot(str(artifacts / "step3_after_run.png"))
     assert (demo / "sample.csv").is_file()
+    assert json.loads((demo / "sample.scenes.json").read_text())["threshold"] == 0.3
 
     # The log viewer shows the success line.
     card(driver, "step3").find_element(By.CSS_SELECTOR, '[data-field="run-link"]').click()
@@ -115,7 +134,17 @@ def test_real_step3_on_the_sample_video(live_server, browser, artifacts, paths):
     row = driver.find_element(By.CSS_SELECTOR, "#runs tbody tr")
     assert "succeeded" in row.text and "exit code 0" in row.text
     assert f"Done: 1 video analysed, {success.group(1)} scenes" in row.text
+    assert row.find_element(By.CSS_SELECTOR, "td.options").text == "Threshold 0.3"
     driver.save_screenshot(str(artifacts / "history.png"))
+    # Run again: the same threshold, so the result is complete and the video is skipped.
+    row.find_element(By.CSS_SELECTOR, "button[data-again]").click()
+    started = wait_until(driver, lambda d: re.search(r"Started run #(\d+)", row.text), message="Run again")
+    svc = server.app.extensions["dashboard"]
+    again = wait_for(lambda: (lambda r: r if r and r["status"] != "running" else None)(
+        svc.run_state(int(started.group(1)))), timeout=180, message="the second run to end")
+    assert again["options"] == svc.run_state(int(started.group(1)) - 1)["options"]
+    assert again["options"]["threshold"] == 0.3
+    assert again["outcome"] == "Done: nothing new to do, 1 video skipped (their results are complete)"
     assert js_errors(driver) == []
 
 
@@ -167,6 +196,62 @@ def test_cancel_on_a_long_run_leaves_no_process(live_server, browser, artifacts)
     assert js_errors(driver) == []
 
 
+# Records what the page asks of the Notification API, installed before its scripts run.
+NOTIFICATION_SPY = """
+window.__asked = 0; window.__notes = [];
+window.Notification = class {
+  static get permission() { return window.__asked ? "granted" : "default"; }
+  static requestPermission() { window.__asked += 1; return Promise.resolve("granted"); }
+  constructor(title, options) { window.__notes.push([title, options.body]); }
+};
+"""
+
+
+def test_a_long_run_asks_before_cancelling_and_its_end_is_announced(live_server, browser, artifacts):
+    """The one-minute limits shortened to one second (the app's config), so that the test stays short."""
+    server = live_server([step("long", "sleeper.py", "1", name="Long run"),
+                          step("short", "progress.py", "--items", "2", "--frames", "10", "--delay", "0.1",
+                               name="Short run")],
+                         CANCEL_CONFIRM_AFTER_S=1, NOTIFY_AFTER_S=1)
+    driver = browser
+    spy = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NOTIFICATION_SPY})
+    try:
+        driver.get(server.url + "/")
+        assert driver.execute_script("return window.__asked") == 0  # never asked on load
+        driver.find_element(By.ID, "notify").click()  # asked from the click, and allowed
+        wait_until(driver, lambda d: d.execute_script("return window.__asked") == 1, message="the permission request")
+        assert driver.find_element(By.ID, "notify").is_selected()
+
+        card(driver, "long").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        wait_until(driver, lambda d: field(d, "long", "status") == "running", message="the long run to start")
+        wait_until(driver, lambda d: seconds(field(d, "long", "elapsed")) >= 2, message="2 s of the long run")
+        cancel = card(driver, "long").find_element(By.CSS_SELECTOR, '[data-action="cancel"]')
+        cancel.click()
+        alert = wait_until(driver, lambda d: d.switch_to.alert, message="the confirmation")
+        assert "Long run has been running for 0:" in alert.text and "Cancel it?" in alert.text
+        alert.dismiss()  # "no": it goes on
+        assert field(driver, "long", "status") == "running"
+        assert server.app.extensions["dashboard"].runner.active("long").cancel_requested() is None
+        cancel.click()
+        wait_until(driver, lambda d: d.switch_to.alert, message="the confirmation").accept()
+        wait_until(driver, lambda d: field(d, "long", "status") == "cancelled")
+        assert driver.title == "Dashboard · Video workflow"  # a cancel is the user's own doing: not announced
+
+        card(driver, "short").find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        wait_until(driver, lambda d: field(d, "short", "status") == "succeeded", timeout=60)
+        wait_until(driver, lambda d: d.title == "✓ Short run done — Dashboard · Video workflow",
+                   message="the title to say the run is done")
+        notes = driver.execute_script("return window.__notes")
+        assert notes == [["Short run done", "Done: 2 videos analysed, 30 scenes"]]
+        driver.save_screenshot(str(artifacts / "dashboard_run_ended_title.png"))
+        driver.find_element(By.TAG_NAME, "h2").click()  # back on the page: the title is the page's again
+        wait_until(driver, lambda d: d.title == "Dashboard · Video workflow", message="the title to come back")
+        assert js_errors(driver) == []
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": spy["identifier"]})
+        driver.execute_script("localStorage.clear()")
+
+
 def test_live_updates_and_the_timer_survives_a_reload(live_server, browser, artifacts):
     server = live_server([step("slow", "progress.py", "--items", "4", "--frames", "25", "--delay", "0.1", name="Slow step")])
     driver = browser
@@ -213,7 +298,7 @@ def test_file_names_and_lines_show_as_text(live_server, browser, artifacts, path
     assert_no_alert(driver)
     assert driver.find_elements(By.TAG_NAME, "img") == []
     assert driver.find_elements(By.CSS_SELECTOR, "main b") == []
-    assert len(driver.find_elements(By.TAG_NAME, "script")) == 2  # the state and the page's script
+    assert len(driver.find_elements(By.TAG_NAME, "script")) == 5  # the state, the options, three scripts
     driver.save_screenshot(str(artifacts / "xss_dashboard.png"))
 
     driver.refresh()  # the server-rendered page, not only the script's updates

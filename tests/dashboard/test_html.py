@@ -56,7 +56,8 @@ def test_dashboard_has_a_card_per_step_and_its_state(make_app):
     state = json.loads(page.state)
     assert [s["id"] for s in state["steps"]] == ["one", "two"]
     assert state["steps"][0]["run"]["status"] == "succeeded"
-    assert [s.get("src") for s in page.scripts if s.get("src")] == ["/static/js/dashboard.js"]
+    assert [s.get("src") for s in page.scripts if s.get("src")] == [
+        "/static/js/run_options.js", "/static/js/notify.js", "/static/js/dashboard.js"]
 
 
 def test_names_from_files_and_lines_are_escaped_in_the_html(make_app, paths):
@@ -74,7 +75,7 @@ def test_names_from_files_and_lines_are_escaped_in_the_html(make_app, paths):
     page = parse(html)
     # The embedded state is JSON that cannot close its script element.
     assert "</script>" not in page.state and XSS in json.dumps(json.loads(page.state), ensure_ascii=False)
-    assert len(page.scripts) == 2
+    assert len(page.scripts) == 5  # the state, the options' declarations, three scripts
 
 
 def test_history_table_links_each_run_to_its_log(make_app):
