@@ -116,6 +116,7 @@ def main(argv=None) -> int:
             "DATABASE": str(Path(args.database).resolve()),
             "ECHO_LOG": True,
             "SERVER_URL": url,
+            "SUBREAPER": True,  # what a step leaves behind comes back to us (dashboard/orphans.py)
         })
     except (StartupError, AlreadyRunning, StorageProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)

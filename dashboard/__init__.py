@@ -71,6 +71,7 @@ def create_app(test_config: dict | None = None):
         echo=app.config["ECHO_LOG"],
         nvidia_smi=app.config["NVIDIA_SMI"],
         url=app.config.get("SERVER_URL"),
+        subreaper=app.config.get("SUBREAPER", False),
     )
     app.extensions["dashboard"] = dashboard
 

@@ -37,7 +37,7 @@ class Follower:
     TREE_CHECK_S = 1.0
 
     def __init__(self, run: Run, proc: subprocess.Popen, log: RunLog, record: RunRecord, bus: EventBus,
-                 logger: logging.Logger, checkpoint_s: float, on_end: EndCallback):
+                 logger: logging.Logger, checkpoint_s: float, on_end: EndCallback, adopted=None):
         self.run = run
         self.proc = proc
         self.runlog = log
@@ -51,7 +51,7 @@ class Follower:
         self.grace = run.step.cancel_grace_s
         self.eof = False
         self.exit_seen: float | None = None  # monotonic time the child was seen exited
-        self.leftovers = Leftovers(run, log, logger, self.grace)
+        self.leftovers = Leftovers(run, log, logger, self.grace, adopted=adopted)
         self.cancel_killed = False
         self.last_checkpoint = self.last_tree_check = time.monotonic()
         self.last_exit_check = 0.0
@@ -147,7 +147,8 @@ class Follower:
         # Note descendants that left the group (setsid daemons) while the tree
         # still shows them: once the child exits they are orphans nobody can trace.
         self.last_tree_check = now
-        self.run.note_escapees(procs.escaped_descendants(self.run.pid))
+        if self.run.note_escapees(procs.escaped_descendants(self.run.pid)):
+            self.record.track(self.run)  # in the history: found again after a crash of the server
 
     # ---- progress in the history, and the end ------------------------------------
 

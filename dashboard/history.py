@@ -18,16 +18,18 @@ from pathlib import Path
 
 from .status import RunStatus, SequenceStatus
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Columns added since version 1: (name, declaration), applied to older files.
 # projects_dir (version 3): the folder a run worked on; NULL for the runs of
 # older files, which did not record it. scenes and error_line (version 4): what
 # the result's sentence is made of (NULL in older runs: said without them).
 # options (version 5): the run's options as chosen on the page, a JSON object
 # (NULL in older runs, which ran with the step's defaults).
+# tracking (version 6): how to find the run's processes after a crash of the
+# server, {"tag": its environment tag, "escapees": [[pid, start time], ...]}.
 _ADDED = (("failures", "TEXT"), ("last_success", "TEXT"), ("projects_dir", "TEXT"), ("scenes", "INTEGER"),
-          ("error_line", "TEXT"), ("options", "TEXT"))
-JSON_COLUMNS = ("argv", "failures", "last_success", "options")
+          ("error_line", "TEXT"), ("options", "TEXT"), ("tracking", "TEXT"))
+JSON_COLUMNS = ("argv", "failures", "last_success", "options", "tracking")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,7 +59,8 @@ CREATE TABLE IF NOT EXISTS runs (
     projects_dir TEXT,
     scenes INTEGER,
     error_line TEXT,
-    options TEXT
+    options TEXT,
+    tracking TEXT
 );
 CREATE TABLE IF NOT EXISTS sequences (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,7 +78,7 @@ COLUMNS = (
     "id", "step_id", "status", "trigger", "sequence_id", "started_at", "ended_at", "return_code",
     "reason", "total", "succeeded", "failed", "skipped", "fraction", "current_item", "lines",
     "log_path", "argv", "pid", "pid_started_at", "updated_at", "failures", "last_success", "projects_dir",
-    "scenes", "error_line", "options",
+    "scenes", "error_line", "options", "tracking",
 )
 _UPDATABLE = set(COLUMNS) - {"id", "step_id", "started_at", "projects_dir", "options"}
 

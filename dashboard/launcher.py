@@ -60,7 +60,8 @@ class Launcher:
             # history would point at an empty log.
             log.close()
             raise StartFailed(log_not_opened(run.log_rel, str(failed.strerror or failed)))
-        self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at)
+        self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at,
+                          tracking={"tag": run_tag(run.id), "escapees": []})
         try:
             proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -29,7 +29,7 @@ class Leftovers:
     KILL_AFTER_S = 2.0
 
     def __init__(self, run: Run, runlog: RunLog, logger: logging.Logger, grace: float,
-                 settle_s: float | None = None):
+                 settle_s: float | None = None, adopted=None):
         self.run = run
         self.runlog = runlog
         self.log = logger
@@ -38,6 +38,8 @@ class Leftovers:
         self.settle_until: float | None = None  # set once the main process has exited
         self.settled = False  # the group emptied by itself, or what stayed was signalled
         self.kill_at: float | None = None
+        # What the dashboard, as a subreaper, was given of this run (orphans.py); None: not one.
+        self.adopted = adopted
 
     def exited(self, now: float) -> None:
         """The main process has exited: find the daemons that left the group, start the wait."""
@@ -46,6 +48,9 @@ class Leftovers:
         # Daemons that left the group and whose parent is gone: found by the run's tag.
         run.note_escapees([p for p in procs.tagged(RUN_TAG_ENV, run_tag(run.id))
                            if p.pid != run.pid and p.pid not in in_group])
+        # And those with no tag left (an emptied environment), given to the dashboard when their parent exited.
+        if self.adopted is not None:
+            run.note_escapees(self.adopted())
         self.settle_until = now + self.settle_s
         self.check(now)
 

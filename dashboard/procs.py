@@ -113,13 +113,39 @@ def end_stale_group(pgid: int, leader_started_at: float | None, grace: float) ->
                 pass
     if not members:
         return 0
-    for proc in members:
+    # While the leader lives, what it started in sessions of their own is still below it.
+    known = {p.pid for p in members}
+    members += [p for p in escaped_descendants(pgid) if p.pid not in known]
+    return _end_all(members, grace)
+
+
+def _end_all(found: list[psutil.Process], grace: float) -> int:
+    """SIGTERM, then SIGKILL after ``grace``; returns how many there were."""
+    for proc in found:
         send(proc, signal.SIGTERM)
-    _, alive = psutil.wait_procs(members, timeout=grace)
+    _, alive = psutil.wait_procs(found, timeout=grace)
     for proc in alive:
         send(proc, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=2)
-    return len(members)
+    return len(found)
+
+
+def end_tracked(tracking: dict | None, tag_name: str, grace: float) -> int:
+    """End a previous server's run's processes outside its group: those with its
+    environment tag, and those recorded as having left the group (an emptied
+    environment has no tag), each only if its start time matches (no reused pid)."""
+    if not isinstance(tracking, dict):
+        return 0
+    found = {p.pid: p for p in tagged(tag_name, tracking["tag"])} if tracking.get("tag") else {}
+    for entry in tracking.get("escapees") or []:
+        try:
+            pid, started = int(entry[0]), float(entry[1])
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) < 0.5 and running(proc):
+                found.setdefault(pid, proc)
+        except (psutil.Error, TypeError, ValueError, IndexError):
+            continue
+    return _end_all(list(found.values()), grace) if found else 0
 
 
 def send(proc: psutil.Process, sig: int) -> None:

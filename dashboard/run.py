@@ -85,13 +85,16 @@ class Run:
         with self.lock:
             return self.cancel_requested_at
 
-    def note_escapees(self, found: list) -> None:
+    def note_escapees(self, found: list) -> bool:
+        """Whether any of ``found`` was new."""
         with self.lock:
-            self._add_escapees_locked(found)
+            return self._add_escapees_locked(found)
 
-    def _add_escapees_locked(self, found: list) -> None:
+    def _add_escapees_locked(self, found: list) -> bool:
         known = {p.pid for p in self.escapees}
-        self.escapees.extend(p for p in found if p.pid not in known)
+        new = [p for p in found if p.pid not in known]
+        self.escapees.extend(new)
+        return bool(new)
 
     def known_escapees(self) -> list:
         with self.lock:

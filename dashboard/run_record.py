@@ -11,7 +11,10 @@ import logging
 import sqlite3
 import threading
 
+import psutil
+
 from .history import RunStore
+from .launcher import run_tag
 from .run import Run
 from .status import RunStatus
 
@@ -35,6 +38,22 @@ class RunRecord:
             self.store.update(run.id, **run.checkpoint_fields())
         except sqlite3.Error as exc:
             self.log.warning("run %s of %s: progress not recorded in the history: %s", run.id, run.step.id, exc)
+
+    def track(self, run: Run) -> None:
+        """How to find the run's processes once this server is gone: its tag and
+        the processes that left its group (pid and start time, so that a reused
+        pid is never taken for one of them)."""
+        escapees = []
+        for proc in run.known_escapees():
+            try:
+                escapees.append([proc.pid, proc.create_time()])
+            except psutil.Error:
+                continue
+        try:
+            self.store.update(run.id, tracking={"tag": run_tag(run.id), "escapees": escapees})
+        except sqlite3.Error as exc:
+            self.log.warning("run %s of %s: its processes are not recorded in the history: %s",
+                             run.id, run.step.id, exc)
 
     def end(self, run: Run, status: RunStatus, returncode: int | None, reason: str) -> None:
         self.save_end(run, run.finish(status, returncode, reason))

@@ -20,7 +20,7 @@ from . import procs
 from .bus import EventBus, topic_of
 from .follower import Follower
 from .history import RunStore
-from .launcher import Launcher, StartFailed
+from .launcher import RUN_TAG_ENV, Launcher, StartFailed
 from .projects import folder_problem
 from .registry import Registry, Step
 from .run import Run
@@ -86,6 +86,7 @@ class Runner:
         self._latest: dict[str, Run] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._closed = False
+        self.orphans = None  # orphans.Orphans when the server is a subreaper (app.py)
         # Notified whenever a run ends, for whoever waits on a resource.
         self.changed = threading.Condition()
         # A run's start or end changes the cards of the steps sharing a resource with it ("blocked").
@@ -204,11 +205,24 @@ class Runner:
             self.record.end(run, RunStatus.FAILED, None, reason)
             self.log.error("run %s of %s %s", run_id, step.id, reason)
             return run
-        follower = Follower(run, proc, log, self.record, self.bus, self.log, self.checkpoint_s, self._end)
+        follower = Follower(run, proc, log, self.record, self.bus, self.log, self.checkpoint_s, self._end,
+                            adopted=(lambda: self._adopted_by(run)) if self.orphans is not None else None)
         thread = threading.Thread(target=follower.follow, name=f"run-{run_id}", daemon=True)
         self._threads[run_id] = thread
         thread.start()
         return run
+
+    def step_pids(self) -> list[int]:
+        """The main processes of the running steps (the children the runner started)."""
+        with self._lock:
+            return [r.pid for r in self._active.values() if r.pid]
+
+    def _adopted_by(self, run: Run) -> list:
+        """The orphans the server was given, as ``run``'s: only when no other run
+        is going, which could have left them (then the next end looks again)."""
+        with self._lock:
+            alone = all(other is run for other in self._active.values())
+        return self.orphans.living() if alone else []
 
     # ---- cancel ------------------------------------------------------------
 
@@ -257,6 +271,7 @@ class Runner:
             ended = 0
             if row.get("pid"):
                 ended = procs.end_stale_group(row["pid"], row.get("pid_started_at"), grace)
+            ended += procs.end_tracked(row.get("tracking"), RUN_TAG_ENV, grace)
             when = row.get("updated_at") or row["started_at"]
             logged = end_in_log(self.logs_dir, row.get("log_path"))
             if logged and logged[0] in {s.value for s in RunStatus} and logged[0] != RunStatus.RUNNING.value:

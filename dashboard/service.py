@@ -15,6 +15,7 @@ from .bus import STEP_TOPIC, EventBus, topic_of
 from .db_check import check_database, check_logs_folder
 from .history import SCHEMA_VERSION, RunStore
 from .instance_lock import InstanceLock
+from .orphans import Orphans, become_subreaper
 from .projects import folder_problem, list_videos
 from .registry import Registry, load_registry
 from .run_log import DASHBOARD_PREFIX
@@ -47,7 +48,8 @@ def make_logger(logs_dir: Path, echo: bool = False) -> logging.Logger:
 
 class Dashboard:
     def __init__(self, root: Path, workflow_path: Path, projects_dir: Path, logs_dir: Path, db_path: Path,
-                 echo: bool = False, recover: bool = True, nvidia_smi: str | None = None, url: str | None = None):
+                 echo: bool = False, recover: bool = True, nvidia_smi: str | None = None, url: str | None = None,
+                 subreaper: bool = False):
         self.root = Path(root).resolve()
         self.projects_dir = Path(projects_dir).resolve()
         self.logs_dir = Path(logs_dir).resolve()
@@ -57,13 +59,13 @@ class Dashboard:
         try:
             check_logs_folder(self.logs_dir)
             check_database(Path(db_path), SCHEMA_VERSION)
-            self._start(workflow_path, db_path, echo, recover, nvidia_smi)
+            self._start(workflow_path, db_path, echo, recover, nvidia_smi, subreaper)
         except BaseException:
             self.instance.release()
             raise
         self.instance.describe(url)
 
-    def _start(self, workflow_path, db_path, echo, recover, nvidia_smi) -> None:
+    def _start(self, workflow_path, db_path, echo, recover, nvidia_smi, subreaper) -> None:
         self.log = make_logger(self.logs_dir, echo)
         self.registry: Registry = load_registry(Path(workflow_path), self.root)
         for problem in self.registry.problems + [p for s in self.registry.steps for p in s.problems]:
@@ -82,6 +84,12 @@ class Dashboard:
         self.bus = EventBus()
         self.runner = Runner(self.registry, self.store, self.logs_dir, self.projects_dir, self.bus, self.log)
         self.sequences = SequenceRunner(self.registry, self.runner, self.store, self.bus, self.log)
+        # Only the server process (app.py) adopts orphans: in a process that runs
+        # other children (a test), reaping could take one another part waits for.
+        self.orphans = Orphans(self.runner.step_pids, self.log) if subreaper and become_subreaper() else None
+        if self.orphans is not None:
+            self.runner.orphans = self.orphans
+            self.orphans.start()
         self.system = SystemSampler(self.projects_dir if self.projects_dir.exists() else self.root, nvidia_smi)
         if recover:
             self.runner.recover()
@@ -222,6 +230,8 @@ class Dashboard:
         self.sequences.shutdown(timeout=0)  # no new step; it ends once its run does
         self.runner.shutdown()
         self.sequences.shutdown()
+        if self.orphans is not None:
+            self.orphans.stop()
         self.bus.close()
         self.store.close()
         self.log.info("dashboard stopped")

@@ -169,3 +169,44 @@ def test_a_new_event_stream_ends_the_oldest_when_every_slot_is_taken(make_app, m
     finally:
         first.close()
         second.close()
+
+
+def daemon_pid(server, run_id):
+    lines = wait_for(lambda: [x for x in server.call("GET", f"/api/runs/{run_id}")[1]["last_lines"]
+                              if x.startswith("DAEMON")], timeout=20, message="the daemon's pid")
+    return int(lines[0].split()[1])
+
+
+def test_a_process_that_left_the_session_with_an_empty_environment_is_ended_with_its_run(paths, app_process):
+    write_workflow(paths["workflow"], [step("d", "scrubbed_daemon.py")])
+    server = app_process()
+    run_id = server.call("POST", "/api/steps/d/run")[1]["run_id"]
+    daemon = daemon_pid(server, run_id)
+    wait_for(lambda: server.call("GET", f"/api/runs/{run_id}")[1]["status"] != "running", timeout=30,
+             message="the run to end")
+    wait_for(lambda: not alive(daemon), timeout=15, message="the daemon to be ended")
+    log = next((paths["logs"] / "d").glob(f"run_{run_id:05d}_*.log")).read_text()
+    assert "the step left 1 process(es) running" in log and f"{daemon} (python" in log
+
+
+@pytest.mark.parametrize("step_exits_meanwhile", [False, True])
+def test_after_a_kill_9_of_the_server_the_restart_ends_the_run_s_daemon_too(paths, app_process, step_exits_meanwhile):
+    write_workflow(paths["workflow"], [step("d", "scrubbed_daemon.py", "--stay", "4" if step_exits_meanwhile else "600")])
+    first = app_process()
+    run_id = first.call("POST", "/api/steps/d/run")[1]["run_id"]
+    daemon = daemon_pid(first, run_id)
+
+    def recorded():
+        with closing(sqlite3.connect(paths["db"])) as db:
+            return db.execute("SELECT pid, tracking FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    wait_for(lambda: str(daemon) in (recorded()[1] or ""), timeout=15, message="the daemon to be recorded")
+    leader = recorded()[0]
+    first.proc.kill()
+    first.proc.wait(10)
+    if step_exits_meanwhile:  # then nothing links the daemon to the run but the history
+        wait_for(lambda: not alive(leader), timeout=20, message="the step to exit")
+    assert alive(daemon)
+    second = app_process()
+    assert second.call("GET", f"/api/runs/{run_id}")[1]["status"] == "interrupted"
+    wait_for(lambda: not alive(daemon) and not alive(leader), timeout=15, message="the daemon to be ended")
