@@ -63,6 +63,18 @@ class Step:
         return any("projects_dir" in _placeholders(text) for text in (*self.args, *(v for _, v in self.env)))
 
 
+def _why_not_runnable(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            return "is a loop of symbolic links"
+        if os.path.islink(path):
+            return f"is a link to {os.readlink(path)}, which does not exist"
+        return f"cannot be read: {exc.strerror}"
+    return "is not executable"
+
+
 class Registry:
     def __init__(self, root: Path, steps: list[Step], venvs: dict[str, Venv], problems: list[str]):
         self.root = root
@@ -89,7 +101,14 @@ class Registry:
         if not os.access(python, os.X_OK):
             venv = self.venvs.get(step.venv)
             fix = venv.setup if venv else DEFAULT_SETUP
-            problems.append(f"virtualenv {step.venv}/ is missing ({step.venv}/bin/python not found); create it with: {fix}")
+            if os.path.lexists(python):
+                # A link that leads nowhere or to itself: the setup alone would keep it.
+                fix = f"rm -rf {step.venv} && {fix}"
+                problems.append(f"virtualenv {step.venv}/ is broken ({step.venv}/bin/python {_why_not_runnable(python)}); "
+                                f"rebuild it with: {fix}")
+            else:
+                problems.append(f"virtualenv {step.venv}/ is missing ({step.venv}/bin/python not found); "
+                                f"create it with: {fix}")
         if not self.script_of(step).is_file():
             problems.append(f"script {step.script} does not exist")
         if not (self.root / step.cwd).is_dir():

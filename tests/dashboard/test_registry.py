@@ -56,3 +56,17 @@ def test_the_real_workflow_file_is_valid():
         assert s.problems == (), s.problems
     step3 = reg.get("step3")
     assert step3.venv == "transnet_env" and "gpu" in step3.resources
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda bin_dir: (bin_dir / "python").symlink_to(bin_dir / "python"), "is a loop of symbolic links"),
+    (lambda bin_dir: (bin_dir / "python").symlink_to("/nowhere/python3"), "is a link to /nowhere/python3"),
+])
+def test_a_broken_venv_is_not_called_missing_and_its_fix_rebuilds_it(tmp_path, make, words):
+    (tmp_path / "loop_env" / "bin").mkdir(parents=True)
+    make(tmp_path / "loop_env" / "bin")
+    wf = write_workflow(tmp_path / "wf.json", [step("s", "progress.py", venv="loop_env")],
+                        {"loop_env": {"setup": "make setup"}})
+    problems, fix = load_registry(wf, tmp_path).readiness(load_registry(wf, tmp_path).get("s"))
+    assert problems[0].startswith("virtualenv loop_env/ is broken (loop_env/bin/python ") and words in problems[0]
+    assert fix == "rm -rf loop_env && make setup"
