@@ -43,7 +43,8 @@
     const review = data.review && !data.review.broken ? data.review : null;
     state.saved = review ? review.scenes : data.step3_scenes.map((s) => [s.frame_in, s.frame_out]);
     state.scenes = state.saved.map((s) => s.slice());
-    state.threshold = review && review.threshold ? review.threshold : data.threshold;
+    state.savedThreshold = review && review.threshold ? review.threshold : data.threshold;
+    state.threshold = state.savedThreshold;
     slider.value = state.threshold;
     showReviewState();
     $("loading").hidden = true;
@@ -256,9 +257,11 @@
   }
   $("save-review").addEventListener("click", async () => {
     try {
-      const data = await send("PUT", { scenes: state.scenes, threshold: Number(slider.value) });
+      // The threshold the list comes from (edits on top of it are in the scenes).
+      const data = await send("PUT", { scenes: state.scenes, threshold: state.threshold });
       state.data.review = data.review;
       state.saved = data.review.scenes;
+      state.savedThreshold = state.threshold;
       showReviewState();
       message(`Review saved: ${data.review.scenes.length} scenes. Exports now use it.`);
       render();
@@ -270,7 +273,7 @@
       state.data.review = null;
       state.saved = state.data.step3_scenes.map((s) => [s.frame_in, s.frame_out]);
       state.scenes = state.saved.map((s) => s.slice());
-      slider.value = state.data.threshold;
+      slider.value = state.threshold = state.savedThreshold = state.data.threshold;
       showReviewState();
       message("Review dropped: STEP3's scenes are used again.");
       render();
@@ -278,6 +281,7 @@
   });
   $("reset-list").addEventListener("click", () => {
     state.scenes = state.saved.map((s) => s.slice());
+    slider.value = state.threshold = state.savedThreshold;
     message("");
     render();
   });
