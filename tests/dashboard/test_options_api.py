@@ -152,3 +152,19 @@ def test_a_value_the_step_refuses_fails_the_run_with_its_own_words(make_app, pat
     assert done["status"] == "failed" and done["return_code"] == 2
     assert done["outcome"] == ("Could not start: config: 'num_workers' must be between 1 and 64, got 99 "
                                "(in command line)")
+
+
+def test_the_card_offers_the_options_collapsed_with_the_folder_s_videos(echo_app):
+    client = echo_app.test_client()
+    html = client.get("/").get_data(as_text=True)
+    echo = html.split('id="step-echo"', 1)[1].split("</article>", 1)[0]
+    plain = html.split('id="step-plain"', 1)[1].split("</article>", 1)[0]
+    assert '<details class="options" data-field="options-box">' in echo  # collapsed: no "open"
+    for name in ("threshold", "force", "videos", "num_workers"):
+        assert f'data-option="{name}"' in echo
+    assert '<input type="checkbox" value="a, b.mp4">' in echo and '<input type="checkbox" value="sub/c.mov">' in echo
+    assert 'placeholder="auto or 1–64"' in echo
+    assert "details" not in plain and 'data-field="run-options"' not in plain
+    declared = json.loads(html.split('<script id="step-options" type="application/json">', 1)[1].split("</script>")[0])
+    assert [o["name"] for o in declared["echo"]] == ["threshold", "force", "videos", "num_workers"]
+    assert declared["plain"] == []
