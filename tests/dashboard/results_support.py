@@ -82,16 +82,17 @@ def sample_result() -> Path:
 
 def make_clip(path: Path, seconds=(1, 1), size="64x36", rate="25", audio=False) -> Path:
     """A clip of distinct sources, one after the other: a hard cut between each."""
-    sources = ["testsrc2", "smptehdbars", "mandelbrot", "rgbtestsrc"]
+    sources = ["testsrc2", "smptehdbars", "rgbtestsrc", "smptebars"]
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
     for i, s in enumerate(seconds):
         cmd += ["-f", "lavfi", "-i", f"{sources[i % 4]}=size={size}:rate={rate}:duration={s}"]
     n = len(seconds)
+    if audio:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={sum(seconds)}"]
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0,format=yuv420p[v]"
     cmd += ["-filter_complex", graph, "-map", "[v]"]
     if audio:
-        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={sum(seconds)}", "-map", f"{n}:a",
-                "-c:a", "aac", "-shortest"]
+        cmd += ["-map", f"{n}:a", "-c:a", "aac"]
     cmd += ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", str(path)]
     subprocess.run(cmd, check=True, timeout=120)
     return path
