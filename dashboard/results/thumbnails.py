@@ -138,6 +138,10 @@ class ThumbnailCache:
         with self._lock:
             self._pending.pop(key, None)
 
+    def run(self, function, *args) -> Future:
+        """Other image work (a contact sheet) on the same bounded pool."""
+        return self._pool.submit(function, *args)
+
     def many(self, video: Path, frames: Iterable[int], width: int) -> Dict[int, Path]:
         """Every frame asked for, the missing ones made in one pass (blocking:
         for exports, not for the pages)."""

@@ -14,7 +14,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from ..results import review as reviews
 from ..results.exports import FORMATS, file_name, renderer
 from ..results.library import ResultsLibrary, real_relative
-from ..results.thumbnails import Busy, clamp_width
+from ..results import contact_sheet as sheets
+from ..results.thumbnails import Busy, clamp_width, video_key
 from ..results.timeline import ExportRefused, timeline_of
 from ..safe_open import OutsideRoot, open_inside
 from . import dashboard, error, int_arg
@@ -201,6 +202,30 @@ def frame(relative):
         return error(500, str(exc))
     response = send_file(path, mimetype="image/jpeg", max_age=3600)
     response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.get("/api/videos/<path:relative>/contact-sheet", merge_slashes=False)
+def contact_sheet(relative):
+    """One JPEG, a tile per scene of the list exports use (review or STEP3's)."""
+    result, failure = lookup(relative)
+    if failure:
+        return failure
+    try:
+        timeline = timeline_of(result, library().review_of(result))
+    except ExportRefused as exc:
+        return error(409, str(exc))
+    width = clamp_width(int_arg("w", 160, 16, 640))
+    columns = int_arg("columns", 8, 1, 50)
+    thumbs = library().thumbnails
+    out = thumbs.folder / video_key(result.file) / sheets.sheet_name(timeline.scenes, width, columns)
+    if not out.exists():
+        try:
+            thumbs.run(sheets.make, result.file, timeline.scenes, width, columns, out).result(timeout=600)
+        except (RuntimeError, OSError, TimeoutError) as exc:
+            return error(500, f"the contact sheet could not be made: {exc}")
+    response = send_file(out, mimetype="image/jpeg", download_name=f"{Path(timeline.name).stem}.contact-sheet.jpg")
+    response.headers["X-Scenes-Source"] = timeline.source
     return response
 
 

@@ -214,3 +214,16 @@ def test_a_step3_rerun_keeps_the_review_and_marks_it_outdated(make_app, paths):
     removed = remove_stale_results(clip, result_paths(clip, [clip]))
     assert {p.name for p in removed} == {"clip.csv", "clip.scenes.json"}
     assert review.read_bytes() == kept
+
+
+def test_contact_sheet_has_a_tile_per_scene(web, projects):
+    answer = web.get(f"/api/videos/{VIDEO}/contact-sheet?w=64&columns=10")
+    assert answer.status_code == 200 and answer.mimetype == "image/jpeg"
+    sheet = projects.parent / "sheet.jpg"
+    sheet.write_bytes(answer.data)
+    probe = __import__("subprocess").run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height",
+                                          "-of", "csv=p=0", str(sheet)], capture_output=True, text=True)
+    # 108 scenes: 10 columns, 11 rows of 64x36 tiles, 2 px between them and around.
+    assert probe.stdout.strip() == f"{2 * 2 + 10 * 64 + 9 * 2},{2 * 2 + 11 * 36 + 10 * 2}"
+    os.utime(projects / VIDEO, None)
+    assert web.get(f"/api/videos/{VIDEO}/contact-sheet").status_code == 409  # stale: refused
