@@ -75,6 +75,7 @@ def connect(address: str) -> Cluster:
                       _temp_dir=temp_dir)
     else:
         kwargs.update(address=address)
+    _errors_to_stderr()
     # ray.init replaces the SIGTERM handler with a bare exit: ours unwinds (and cleans up).
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
@@ -90,6 +91,24 @@ def connect(address: str) -> Cluster:
     cluster = Cluster(address, temp_dir=temp_dir)
     cluster.nodes = alive_nodes()
     return cluster
+
+
+def _errors_to_stderr() -> None:
+    """Ray prints the cluster's error notices (a worker that died, a task
+    retried) on stdout, from a thread, and a line of ours could land inside
+    one: they go to stderr instead, where the dashboard keeps them in the log
+    without reading them as progress. (A private function of Ray's: if it is
+    gone, Ray's own behaviour stays.)"""
+    import ray._private.worker as ray_worker
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "step3_stderr", False):
+        return
+
+    def to_stderr(data, *args, **kwargs):
+        return original(dict(data, is_err=True), *args, **kwargs)
+
+    to_stderr.step3_stderr = True
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def alive_nodes() -> List[Node]:

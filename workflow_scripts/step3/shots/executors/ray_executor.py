@@ -10,6 +10,9 @@ come from Ray tasks (ray_source.py), batches go to actors (ray_feed.py).
 Everything the run started on the cluster ends with it: tasks cancelled,
 actors killed, a local instance shut down.
 """
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -45,16 +48,20 @@ class RayExecutor(Executor):
         if self.cluster is not None:
             return
         try:
-            self.cluster = ray_cluster.connect(self.config.ray_address)
-            self._start_actors()
-            events.info(f"{self.cluster.describe()}; {len(self.actors)} model actor(s), "
-                        f"{self.decode_slots} decoding task(s) at once")
-            answer = ray.get(self.actors[0].prepare.remote())
-            if answer[0] != "ok":
-                raise SetupFailed(answer[1])
+            with signals_kept():
+                self._prepare(events)
         except BaseException:
             self.close()
             raise
+
+    def _prepare(self, events: RunEvents) -> None:
+        self.cluster = ray_cluster.connect(self.config.ray_address)
+        self._start_actors()
+        events.info(f"{self.cluster.describe()}; {len(self.actors)} model actor(s), "
+                    f"{self.decode_slots} decoding task(s) at once")
+        answer = ray.get(self.actors[0].prepare.remote())
+        if answer[0] != "ok":
+            raise SetupFailed(answer[1])
         _, self.model_device, lines = answer
         say(events, lines)
 
@@ -70,10 +77,12 @@ class RayExecutor(Executor):
                            for _ in range(self.cluster.gpus)]
             self.actor_cpus = float(len(self.actors))
             return
-        # No GPU: one per node, the node's cores but one for its decoding (as the
-        # local engine: one decoder beside a CPU model), threads as locally.
+        # No GPU: one per node of 2 CPUs or more (a smaller node decodes), with
+        # the node's CPUs but one for its decoding (as the local engine: one
+        # decoder beside a CPU model), and as many threads as locally.
         threads = None if c.cpu_threads != AUTO else "all"
-        for node in self.cluster.nodes:
+        nodes = [n for n in self.cluster.nodes if n.cpus >= 2] or sorted(self.cluster.nodes, key=lambda n: -n.cpus)[:1]
+        for node in nodes:
             cpus = node.cpus - 1 if node.cpus > 1 else 0
             where = NodeAffinitySchedulingStrategy(node.node_id, soft=True)
             self.actors.append(ModelActor.options(num_cpus=cpus, scheduling_strategy=where).remote(
@@ -94,9 +103,10 @@ class RayExecutor(Executor):
         try:
             if self.cluster is None:
                 self.prepare(events)
-            jobs = self._readable_everywhere(jobs, events)
-            self.predictor = ModelPool(self.actors, events)
-            _RayRun(self, jobs, events).go()
+            with signals_kept():
+                jobs = self._readable_everywhere(jobs, events)
+                self.predictor = ModelPool(self.actors, events)
+                _RayRun(self, jobs, events).go()
         finally:
             self.close()
 
@@ -133,6 +143,41 @@ class RayExecutor(Executor):
         self.actors = []
         ray_cluster.disconnect(self.cluster)
         self.cluster = None
+
+
+@contextmanager
+def signals_kept():
+    """A SIGTERM or SIGINT that arrives while Ray waits comes out of Ray as
+    SystemExit(1): it leaves as the signal's own exit (128 + signal, or
+    KeyboardInterrupt), as with the local executor."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def note(signum, frame):
+        received.append(signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    for s in previous:
+        signal.signal(s, note)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt):
+        if not received:
+            raise
+        if received[0] == signal.SIGINT and previous[signal.SIGINT] is signal.default_int_handler:
+            raise KeyboardInterrupt from None
+        raise SystemExit(128 + received[0]) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class _RayRun(_Run):
