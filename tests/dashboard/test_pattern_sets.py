@@ -26,7 +26,7 @@ def registry_of(tmp_path, *steps):
 
 def test_both_real_steps_name_the_standard_set_and_get_its_regexes():
     raw = {s["id"]: s["progress_patterns"] for s in json.loads(WORKFLOW.read_text())["steps"]}
-    assert raw == {"inventory": "video-batch", "step3": "video-batch"}
+    assert raw == {"inventory": "video-batch", "step3": "video-batch", "split": "video-batch"}
     reg = load_registry(WORKFLOW, ROOT)
     for step_id in raw:
         got = reg.get(step_id)
