@@ -223,6 +223,23 @@
       gpu = sys.gpus.map((g) => `${g.name}: ${g.utilization ?? "?"} % · ${g.memory_used_mib ?? "?"} / ${g.memory_total_mib ?? "?"} MiB`).join("; ");
     }
     setText(field(panel, "gpu"), gpu);
+    renderRay(panel, sys.ray);
+  }
+
+  function renderRay(panel, ray) {
+    // STEP3's Ray cluster, when one is configured (dashboard/system.py asks it now and then).
+    field(panel, "ray-label").hidden = field(panel, "ray").hidden = !ray;
+    if (!ray) return;
+    let text = `${ray.address}: asking…`;
+    if (ray.error) text = ray.error;
+    else if (ray.nodes) {
+      const alive = ray.nodes.filter((n) => n.alive);
+      const sum = (key) => alive.reduce((total, n) => total + n[key], 0);
+      const types = [...new Set(alive.flatMap((n) => n.gpu_types))].join(", ");
+      text = `${alive.length} node${alive.length === 1 ? "" : "s"} · ${sum("cpus")} CPUs · ${sum("gpus")} GPUs` +
+        `${types ? ` (${types})` : ""} at ${ray.address}`;
+    }
+    setText(field(panel, "ray"), text);
   }
 
   function renderTitle() {
