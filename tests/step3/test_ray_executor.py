@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import DROP_FILE_OVERRIDES, SCRIPT, ffmpeg, lines, load_json, run_step3
+from conftest import DROP_FILE_OVERRIDES, REPO, SCRIPT, ffmpeg, lines, load_json, run_step3
 
 RAY = Path(sys.executable).parent / "ray"
 QUIET = {"RAY_USAGE_STATS_ENABLED": "0"}
@@ -336,3 +336,22 @@ def test_cancel_shuts_the_local_instance_down(big_clip, tmp_path):
     driver = psutil.Process(proc.pid)
     assert cancel_mid_run(watch, lambda: driver.children(recursive=True)) == []
     assert ray_runs_left() == []
+
+
+def test_the_dashboard_s_system_panel_shows_the_cluster(cluster):
+    """dashboard/system.py (loaded from its file: the dashboard's package needs Flask)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dashboard_system", REPO / "dashboard" / "system.py")
+    system = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(system)
+    assert system.RayProbe(REPO, environ={}).state() is None  # the shipped config names no cluster
+    probe = system.RayProbe(REPO, environ=dict(os.environ, RAY_ADDRESS=cluster["address"], **cluster["env"]))
+    assert probe.state() == {"address": cluster["address"], "nodes": None, "error": None}  # asked, not waited for
+    deadline = time.monotonic() + 60
+    while probe.state()["nodes"] is None and probe.state()["error"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = probe.state()
+    assert state["error"] is None, state
+    alive = [n for n in state["nodes"] if n["alive"]]
+    assert (len(alive), sum(n["cpus"] for n in alive), sum(n["gpus"] for n in alive)) == (2, 3, 0)
+

@@ -57,8 +57,10 @@ def local_object_store_bytes(cpus: int) -> int:
 
 
 def connect(address: str) -> Cluster:
-    """Join or start the cluster; raises SetupFailed with one line."""
+    """Join or start the cluster; raises SetupFailed with one line. Without an
+    address, RAY_ADDRESS names the cluster, as for any Ray program."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = address or os.environ.get("RAY_ADDRESS", "").strip()
     try:
         import ray
     except ImportError as exc:

@@ -30,6 +30,7 @@ from shots.frames.ffmpeg_source import RING_FRAMES
 from shots.scheduler import READAHEAD_FRAMES_PER_DECODER
 from shots.video_job import VideoJob
 
+CHECK_TIMEOUT_S = 120  # a node that cannot even look at the files within this is left to fail them
 SHARED_FS = "every node must see the videos at the same path (a shared file system)"
 
 
@@ -119,11 +120,17 @@ class RayExecutor(Executor):
         paths = [str(j.path.resolve()) for j in jobs]
         refs = [ray_tasks.check_paths.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
                 .remote(paths) for n in nodes]
-        seen = ray.get(refs)
+        seen = []
+        for node, ref in zip(nodes, refs):
+            try:
+                seen.append((node, ray.get(ref, timeout=CHECK_TIMEOUT_S)))
+            except ray.exceptions.RayError as exc:  # a timeout too
+                events.warning(f"node {node.address} did not say whether it can read the videos "
+                               f"({type(exc).__name__}): it may fail some")
         keep = []
         for i, job in enumerate(jobs):
             mine = ray_tasks.signature(paths[i])
-            other = [(n, s[i]) for n, s in zip(nodes, seen) if s[i] != mine]
+            other = [(n, s[i]) for n, s in seen if s[i] != mine]
             if not other:
                 keep.append(job)
                 continue
