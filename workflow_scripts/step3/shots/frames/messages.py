@@ -41,6 +41,7 @@ class DecodeReport:
     timestamps: List[float]
     error_count: int
     error_messages: List[str] = field(default_factory=list)
+    decoder: str = "ffmpeg"  # which frame source decoded it ("ffmpeg", "nvdec")
 
 
 class FrameChunk:
@@ -94,3 +95,4 @@ class TaskFailed:
     task_id: int
     cause: str               # one line
     cancelled: bool = False  # stopped because the scheduler asked
+    fallback: bool = False   # the GPU decoder gave up: decode the video again on the CPU

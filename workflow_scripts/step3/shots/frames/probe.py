@@ -40,6 +40,11 @@ class VideoInfo:
     # stopping well short of it means damage. MPEG-TS, MPEG-PS and raw streams
     # only estimate it (from the last timestamp or the bit rate).
     declares_duration: bool = True
+    # How its pictures are stored (ffprobe's names; "" when not said): what a
+    # GPU decoder needs to convert them exactly as ffmpeg would.
+    pix_fmt: str = ""
+    color_space: str = ""
+    color_range: str = ""
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -169,6 +174,9 @@ def probe(path: Path, timeout: float = 60.0) -> VideoInfo:
         expected_frames=expected if expected and expected > 0 else None,
         start_time=start,
         declares_duration=bool(formats & DECLARED_DURATION_FORMATS),
+        pix_fmt=str(s.get("pix_fmt") or ""),
+        color_space=str(s.get("color_space") or ""),
+        color_range=str(s.get("color_range") or ""),
     )
 
 
