@@ -23,6 +23,8 @@ class ResultError(ValueError):
         self.problems = list(problems)
 
 
+# Added to step3-scenes/1 later, compatibly: results written before lack them.
+OPTIONAL_FIELDS = {"frame_source"}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _TIMECODE = re.compile(r"^(\d{2,}):([0-5]\d):([0-5]\d)\.(\d{3})$")
 _RATE = re.compile(r"^\d+/[1-9]\d*$")
@@ -146,6 +148,7 @@ _FIELDS = {
     "precision": _text_or_texts,
     "torchscript": _boolean,
     "implementation": _texts,
+    "frame_source": _text_or_texts,
     "timings": {
         "started_at": _text(_ISO_TIME, "an ISO 8601 time with its UTC offset"),
         "wall_s": _number(0),
@@ -183,7 +186,8 @@ def _check_object(value, spec: dict, where: str, problems: List[str]) -> None:
     for name, sub in spec.items():
         path = prefix + name
         if name not in value:
-            problems.append(f"{path}: missing")
+            if path not in OPTIONAL_FIELDS:
+                problems.append(f"{path}: missing")
         elif isinstance(sub, dict):
             _check_object(value[name], sub, path, problems)
         elif isinstance(sub, list):

@@ -98,8 +98,9 @@ def csv_text(rows: Sequence[Sequence], header: Sequence[str] = CSV_HEADER) -> st
 def make_document(*, video: dict, threshold: float, rows: Sequence[Sequence], model: dict, run: dict,
                   timings: dict, single_frame: Sequence[float], all_frames: Sequence[float]) -> dict:
     """The JSON of one video's result, without the completion fields that
-    ``write_results`` adds. ``run`` holds device, precision, torchscript and
-    implementation; probabilities are rounded to 6 decimals."""
+    ``write_results`` adds. ``run`` holds device, precision, torchscript,
+    implementation and frame_source (optional, "ffmpeg" when not given);
+    probabilities are rounded to 6 decimals."""
     return {
         "video": dict(video),
         "threshold": threshold,
@@ -111,6 +112,7 @@ def make_document(*, video: dict, threshold: float, rows: Sequence[Sequence], mo
         "precision": run["precision"],
         "torchscript": run["torchscript"],
         "implementation": run["implementation"],
+        "frame_source": run.get("frame_source", "ffmpeg"),
         "timings": dict(timings),
         "predictions": {
             "single_frame": [round(float(v), 6) for v in single_frame],

@@ -51,6 +51,7 @@ def write_result(job: VideoJob, prediction: VideoPrediction, threshold: float, m
             "precision": _labels({p for _, p, _ in backends}),
             "torchscript": all(kind == "torchscript" for _, _, kind in backends),
             "implementation": sorted({kind for _, _, kind in backends}),
+            "frame_source": _labels(prediction.decoders or {"ffmpeg"}),
         },
         timings={
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -46,6 +46,7 @@ class VideoPrediction:
     backends: Set[Tuple[str, str, str]]  # (device, precision, implementation) that ran it
     inference_seconds: float
     model_load_seconds: float = 0.0
+    decoders: Set[str] = field(default_factory=set)  # frame sources that decoded it ("ffmpeg", "nvdec")
 
 
 @dataclass(eq=False)  # compared and hashed by identity: jobs live in sets
@@ -70,6 +71,7 @@ class VideoJob:
     error_messages: List[str] = field(default_factory=list)
     inference_seconds: float = 0.0
     backends: Set[Tuple[str, str, str]] = field(default_factory=set)
+    decoders: Set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         """Forget everything decoded or predicted; the video starts over."""
@@ -109,6 +111,7 @@ class VideoJob:
         self.timestamps.extend(seg.report.timestamps)
         self.error_count += seg.report.error_count
         self.error_messages += seg.report.error_messages
+        self.decoders.add(seg.report.decoder)
         self.current += 1
         if self.current < len(self.segments):
             return []
@@ -169,5 +172,6 @@ class VideoJob:
             single_frame=win.assemble([o[0] for o in ordered], n),
             all_frames=win.assemble([o[1] for o in ordered], n),
             decode_errors=self.error_count, decode_messages=list(self.error_messages),
-            segments=len(self.segments), backends=set(self.backends), inference_seconds=self.inference_seconds)
+            segments=len(self.segments), backends=set(self.backends), inference_seconds=self.inference_seconds,
+            decoders=set(self.decoders))
 
