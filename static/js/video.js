@@ -113,38 +113,56 @@
     return figure;
   }
 
+  // The first rows at once, the rest in slices between frames: a list of
+  // 1,800 cuts (3,600 thumbnails) would otherwise hold the page for a second.
+  const FIRST_ROWS = 60, SLICE_ROWS = 300;
+  let renderToken = 0;
+
+  function cutRow(i) {
+    const scene = state.scenes[i + 1], prev = state.scenes[i];
+    const short = Math.max(2, Math.round(state.fps / 2)), threshold = state.threshold;
+    const p = cutProbability(prev[1], scene[0]);
+    const item = el("li", "cut");
+    item.dataset.frame = scene[0];
+    item.appendChild(thumb(prev[1], "last before"));
+    item.appendChild(thumb(scene[0], "first after"));
+    const info = el("div", "cut-info");
+    info.appendChild(el("div", "cut-title", `Cut ${i + 1} at frame ${scene[0]} · ${clock((scene[0] - 1) / state.fps)}`));
+    info.appendChild(el("div", "muted", p > 0 ? `probability ${p.toFixed(3)}` : "probability below 0.02 (added by hand?)"));
+    const flags = [];
+    if (prev[1] - prev[0] + 1 < short || scene[1] - scene[0] + 1 < short) flags.push("very short shot");
+    if (p > 0 && Math.abs(p - threshold) < 0.1) flags.push("close to the threshold");
+    if (flags.length) info.appendChild(el("div", "flag", flags.join(" · ")));
+    const go = el("button", "", "Go");
+    go.type = "button";
+    go.addEventListener("click", () => seek(scene[0]));
+    const remove = el("button", "danger", "Remove");
+    remove.type = "button";
+    remove.dataset.action = "remove";
+    remove.addEventListener("click", () => removeCut(i + 1));
+    info.appendChild(go);
+    info.appendChild(remove);
+    item.appendChild(info);
+    return item;
+  }
+
   function renderCuts() {
-    const list = $("cuts"), short = Math.max(2, Math.round(state.fps / 2));
-    const threshold = Number(slider.value);
+    const list = $("cuts"), total = state.scenes.length - 1, token = ++renderToken;
     list.textContent = "";
-    const fragment = document.createDocumentFragment();
-    state.scenes.slice(1).forEach((scene, i) => {
-      const prev = state.scenes[i];
-      const p = cutProbability(prev[1], scene[0]);
-      const item = el("li", "cut");
-      item.dataset.frame = scene[0];
-      item.appendChild(thumb(prev[1], "last before"));
-      item.appendChild(thumb(scene[0], "first after"));
-      const info = el("div", "cut-info");
-      info.appendChild(el("div", "cut-title", `Cut ${i + 1} at frame ${scene[0]} · ${clock((scene[0] - 1) / state.fps)}`));
-      info.appendChild(el("div", "muted", p > 0 ? `probability ${p.toFixed(3)}` : "probability below 0.02 (added by hand?)"));
-      const flags = [];
-      if (prev[1] - prev[0] + 1 < short || scene[1] - scene[0] + 1 < short) flags.push("very short shot");
-      if (p > 0 && Math.abs(p - threshold) < 0.1) flags.push("close to the threshold");
-      if (flags.length) info.appendChild(el("div", "flag", flags.join(" · ")));
-      const go = el("button", "", "Go");
-      go.type = "button";
-      go.addEventListener("click", () => seek(scene[0]));
-      const remove = el("button", "danger", "Remove");
-      remove.type = "button";
-      remove.dataset.action = "remove";
-      remove.addEventListener("click", () => removeCut(i + 1));
-      info.appendChild(go);
-      info.appendChild(remove);
-      item.appendChild(info);
-      fragment.appendChild(item);
-    });
-    list.appendChild(fragment);
+    list.dataset.complete = "false";
+    const add = (from, to) => {
+      const fragment = document.createDocumentFragment();
+      for (let i = from; i < to; i++) fragment.appendChild(cutRow(i));
+      list.appendChild(fragment);
+    };
+    add(0, Math.min(FIRST_ROWS, total));
+    const more = (from) => {
+      if (token !== renderToken) return;  // a newer list replaced this one
+      if (from >= total) { list.dataset.complete = "true"; return; }
+      add(from, Math.min(from + SLICE_ROWS, total));
+      setTimeout(() => more(from + SLICE_ROWS), 0);
+    };
+    more(Math.min(FIRST_ROWS, total));
   }
 
   function renderTimeline() {

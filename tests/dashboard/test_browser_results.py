@@ -21,12 +21,15 @@ def wait_until(driver, predicate, timeout=30, message="condition"):
 
 
 def cut_count(driver) -> int:
+    """The cuts listed, once the page has listed them all (it adds rows in slices)."""
+    wait_until(driver, lambda d: d.find_element(By.ID, "cuts").get_attribute("data-complete") == "true",
+               message="the whole cut list")
     return len(driver.find_elements(By.CSS_SELECTOR, "#cuts li.cut"))
 
 
 def open_page(driver, url):
     driver.get(url + PAGE)
-    wait_until(driver, lambda d: cut_count(d) > 0, message="the cut list")
+    wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#cuts li.cut"), message="the cut list")
 
 
 @pytest.fixture
