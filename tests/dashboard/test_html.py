@@ -166,7 +166,7 @@ def test_live_state_reaches_the_page_state(make_app):
     app = make_app([step("s", "sleeper.py", name="Sleeper")])
     svc = app.extensions["dashboard"]
     run = svc.runner.launch("s")
-    wait_for(lambda: run.snapshot()["total"] == 1)
+    wait_for(lambda: run.snapshot()["total"] == 1 and run.snapshot()["item"])  # two lines, maybe two reads
     html = app.test_client().get("/").get_data(as_text=True)
     assert 'class="badge status-running"' in html
     assert "long/video 1.mp4" in html
