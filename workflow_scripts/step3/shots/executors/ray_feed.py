@@ -166,7 +166,14 @@ class RayModelFeed:
         try:
             answer = ray.get(ref)
         except ray.exceptions.RayError as exc:  # the actor is gone for good (restarts used up)
-            self._on_failed(jobs, type(type(exc).__name__, (Exception,), {})(_first_line(exc)))
+            error = type(type(exc).__name__, (Exception,), {})(_first_line(exc))
+            if isinstance(exc, ray.exceptions.RayActorError):
+                actor.loaded = False
+                if not self.pool.loaded:  # no model left: the run ends, as when none could load
+                    self.model_ready = False
+                    self._on_loaded(error)
+                    return
+            self._on_failed(jobs, error)
             return
         if len(answer) == 3:
             self._on_failed(jobs, rebuild_error(*answer))
