@@ -117,10 +117,9 @@ class Driver:
             raise SetupFailed(f"cannot find the model weights: {exc}") from None
 
     def _local_executor(self, weights: Path) -> Executor:
-        if self.config.decoder == "nvdec":
-            self.report.warning("decoder 'nvdec': GPU decoding is not available in this version; "
-                                "decoding with ffmpeg on the CPU")
         if self.config.executor == "ray":
+            if self.config.decoder == "nvdec":
+                self.report.warning("decoder 'nvdec': the ray executor decodes with ffmpeg on the CPU")
             from shots.executors.ray_executor import RayExecutor
             return RayExecutor(self.config, weights)
         from shots.executors.local import LocalExecutor

@@ -8,7 +8,7 @@ it in one piece) is the executor's call: the scheduler reports it to
 ``on_failure(job, cause, split)``.
 """
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,8 +25,10 @@ READAHEAD_FRAMES_PER_DECODER = 4096
 
 class DecodeScheduler:
     def __init__(self, source: FrameSource, max_tasks: int, readahead_frames: int,
-                 on_failure: Callable[[VideoJob, str, bool], None], on_start: Callable[[VideoJob], None]):
+                 on_failure: Callable[[VideoJob, str, bool], None], on_start: Callable[[VideoJob], None],
+                 on_fallback: Optional[Callable[[VideoJob, str], None]] = None):
         self.source = source
+        self._on_fallback = on_fallback  # a GPU decoder gave up on the job: decode it on the CPU
         self.max_tasks = max_tasks  # lowered if the model ends up on the CPU
         self.readahead_frames = readahead_frames
         self._on_failure, self._on_start = on_failure, on_start
@@ -79,7 +81,14 @@ class DecodeScheduler:
             return  # the usual case, many times a second: nothing to sort
         ready = [j for j in self.active if not j.finished and j.waiting_segments()]
         ready.sort(key=lambda j: -self._remaining_seconds(j))
+        # A source of several kinds (frames/mixed_source.py) says which videos it
+        # can start now: a video for a busy kind leaves the free ones to others.
+        can_take = getattr(self.source, "can_take", None)
         while free and ready:
+            if can_take is not None:
+                ready = [j for j in ready if can_take(j.path)]
+                if not ready:
+                    break
             job = ready[0]
             self._submit(job, next(i for i, s in enumerate(job.segments) if s.task_id is None))
             free -= 1
@@ -112,6 +121,8 @@ class DecodeScheduler:
                 seg.chunks.append(message.chunk)
             elif isinstance(message, TaskDone):
                 seg.report = message.report
+            elif isinstance(message, TaskFailed) and message.fallback and self._on_fallback is not None:
+                self._on_fallback(job, message.cause)
             elif isinstance(message, TaskFailed) and not message.cancelled:
                 self._on_failure(job, message.cause if len(job.segments) == 1 else
                                  f"the segment at frame {seg.plan.first} failed to decode ({message.cause})",

@@ -25,18 +25,44 @@ def _first_line(exc: BaseException) -> str:
 
 
 def ffmpeg_source(decoders: int, config: Config) -> FrameSource:
-    """The default frame source: ``decoders`` ffmpeg decoder processes."""
+    """The CPU's frame source: ``decoders`` ffmpeg decoder processes."""
     return FfmpegFrameSource(decoders, RING_FRAMES,
                              None if config.decoder_threads == AUTO else int(config.decoder_threads),
                              config.segment_seconds, config.segment_frames)
 
 
+def frame_source(decoders: int, config: Config, model_device: str = "cpu",
+                 say: Callable[[str, str], None] = lambda level, text: None) -> FrameSource:
+    """The frame source the ``decoder`` option asks for: NVDEC beside the
+    ffmpeg decoders (auto, nvdec) where the model runs on an NVIDIA GPU and
+    PyNvVideoCodec loads, else ffmpeg alone. ``say(level, line)`` tells why."""
+    if config.decoder == "cpu" or (config.decoder == AUTO and model_device == "cpu"):
+        return ffmpeg_source(decoders, config)
+    from shots.frames.nvdec_source import NvdecFrameSource, NvdecUnavailable, load_library
+    try:
+        load_library()
+        if model_device == "cpu":
+            raise NvdecUnavailable("the model runs on the CPU")
+        gpu = int(model_device.split(":")[1]) if ":" in model_device else 0
+        nvdec = NvdecFrameSource(gpu=gpu)
+    except NvdecUnavailable as exc:
+        if config.decoder == "nvdec":
+            say("warning", f"decoder 'nvdec': {exc}; decoding with ffmpeg on the CPU")
+        else:
+            say("info", f"decoder auto: ffmpeg on the CPU ({exc})")
+        return ffmpeg_source(decoders, config)
+    from shots.frames.mixed_source import MixedFrameSource
+    say("info", f"decoder {config.decoder}: NVDEC on {model_device} ({nvdec.capacity} sessions) beside "
+                f"{decoders} ffmpeg decoder process(es)")
+    return MixedFrameSource(nvdec, ffmpeg_source(decoders, config))
+
+
 class LocalExecutor(Executor):
     """``make_source(decoders, config)`` builds the frame source (the seam
-    of frames/source.py); ffmpeg decoder processes unless told otherwise."""
+    of frames/source.py); by default the one the ``decoder`` option asks for."""
 
     def __init__(self, config: Config, weights_path: Path,
-                 make_source: Callable[[int, Config], FrameSource] = ffmpeg_source):
+                 make_source: Optional[Callable[[int, Config], FrameSource]] = None):
         self.config = config
         self.weights_path = weights_path
         self.make_source = make_source
@@ -65,7 +91,8 @@ class _Run:
 
     def __init__(self, executor: LocalExecutor, jobs: List[VideoJob], events: RunEvents):
         self.config, self.predictor, self.events = executor.config, executor.predictor, events
-        self.make_source = executor.make_source
+        self.make_source = executor.make_source or self._configured_source
+        self.model_device = executor.model_device
         self.jobs = jobs
         self.unfinished = len(jobs)
         self.setup_error: Optional[str] = None
@@ -85,8 +112,8 @@ class _Run:
         self.feed.start()
         try:
             source = self.make_source(self.decoders, self.config)
-            self.scheduler = DecodeScheduler(source, self.decoders, self.readahead, self._decode_failed,
-                                             self.events.started)
+            self.scheduler = DecodeScheduler(source, source.capacity, self.readahead, self._decode_failed,
+                                             self.events.started, self._decode_on_cpu)
             for job in self.jobs:
                 self.scheduler.plan(job)
             while self.unfinished and self.setup_error is None:
@@ -98,9 +125,15 @@ class _Run:
         if self.setup_error is not None:
             raise SetupFailed(self.setup_error)
 
+    def _configured_source(self, decoders: int, config: Config) -> FrameSource:
+        say = lambda level, text: (self.events.warning if level == "warning" else self.events.info)(text)  # noqa
+        return frame_source(decoders, config, self.model_device, say)
+
     def _turn(self) -> None:
         sched, feed = self.scheduler, self.feed
         sched.collect_plans()
+        for note in getattr(sched.source, "take_notes", lambda: [])():
+            self.events.info(note)
         sched.assign()
         if feed.saturated:
             # Sleep until the model hands a batch back (no busy loop beside a
@@ -168,13 +201,20 @@ class _Run:
         self.events.warning(f"{job.name}: {cause}: decoding the video in one piece")
         self._restart(job, whole=True)
 
+    def _decode_on_cpu(self, job: VideoJob, cause: str) -> None:
+        """The GPU's decoder gave up on ``job``: ffmpeg decodes it again (the
+        source no longer routes it to NVDEC)."""
+        self.events.warning(f"{job.name}: {cause}: decoding it with ffmpeg on the CPU")
+        self._restart(job)
+
     # -- the model's callbacks --------------------------------------------------------------
     def _loaded(self, error: Optional[BaseException]) -> None:
         from shots.model.predictor import SetupError, WeightsError
         if error is None:
             # A GPU that failed while loading leaves a CPU model: decoders as for one.
-            self.scheduler.max_tasks = min(self.decoders, decoder_processes(self.config.num_workers,
-                                                                            self.predictor.device_type))
+            extra = self.scheduler.source.capacity - self.decoders  # NVDEC's sessions
+            self.scheduler.max_tasks = extra + min(self.decoders, decoder_processes(self.config.num_workers,
+                                                                                    self.predictor.device_type))
         elif isinstance(error, (WeightsError, SetupError)):
             self.setup_error = str(error)
         else:

@@ -1,0 +1,166 @@
+"""The GPU decoder's parts that run without a GPU (CI): the ``decoder``
+option on a machine without one, the timestamps NVDEC's frames get (checked
+against ffmpeg's own), which videos go to NVDEC, and the mixed source's
+routing and fallback through the real executor and driver, with a stand-in
+for the GPU decoder (ffmpeg in the scheduler's thread, reporting as NVDEC,
+failing mid-video on request). The GPU itself: test_nvdec_gpu.py."""
+import io
+import json
+import subprocess
+import time
+from collections import deque
+from fractions import Fraction
+
+import pytest
+
+from conftest import copy_to, ffmpeg, lines, run_step3
+from shots.config import load_config
+from shots.driver import Driver
+from shots.executors.local import LocalExecutor, ffmpeg_source
+from shots.frames.ffmpeg_reader import FrameReader
+from shots.frames.messages import FramesReady, MemoryChunk, TaskDone, TaskFailed
+from shots.frames.mixed_source import MixedFrameSource
+from shots.frames.nvdec_source import ffmpeg_time, refusal, start_offset
+from shots.frames.probe import probe
+from shots.frames.segments import decode_seconds, plan_video
+from shots.frames.source import FrameSource
+from shots.report import Reporter
+from stepkit.result_check import load_result
+
+
+def test_nvdec_asked_for_without_a_gpu_warns_and_gives_the_cpu_results(tmp_path, media):
+    for folder in ("cpu", "nvdec"):
+        copy_to(media["short"], tmp_path / folder, "short.mp4")
+    cpu = run_step3("--input-dir", tmp_path / "cpu", "--log-dir", tmp_path / "logs", "--decoder", "cpu")
+    nvdec = run_step3("--input-dir", tmp_path / "nvdec", "--log-dir", tmp_path / "logs", "--decoder", "nvdec")
+    assert cpu.returncode == nvdec.returncode == 0, nvdec.stdout + nvdec.stderr
+    warned = lines(nvdec, "WARNING:")
+    assert len(warned) == 1 and "decoder 'nvdec'" in warned[0] and "ffmpeg on the CPU" in warned[0], warned
+    assert not lines(cpu, "WARNING:")
+    a, b = (load_result(tmp_path / f / "short.scenes.json") for f in ("cpu", "nvdec"))
+    assert a["predictions"] == b["predictions"] and a["frame_source"] == b["frame_source"] == "ffmpeg"
+    assert (tmp_path / "cpu" / "short.csv").read_bytes() == (tmp_path / "nvdec" / "short.csv").read_bytes()
+
+
+def frame_pts(path, stream=0):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", f"v:{stream}", "-show_entries",
+                          "stream=time_base:frame=pts", "-of", "json", str(path)], capture_output=True,
+                         check=True, text=True).stdout
+    data = json.loads(out)
+    return Fraction(data["streams"][0]["time_base"]), [f["pts"] for f in data["frames"]]
+
+
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_timestamps_as_ffmpeg_prints_them(tmp_path, container):
+    """A file that starts late (MPEG-TS starts at 1.4 s) at an odd rate:
+    whole, timestamps from 0; a segment, the file's own."""
+    path = tmp_path / f"late.{container}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30000/1001:duration=4", "-c:v", "libx264",
+           "-g", "30", "-output_ts_offset", "1000.4", str(path))
+    info = probe(path)
+    time_base, pts = frame_pts(path)
+    reader = FrameReader(info)
+    while reader.read() is not None:
+        pass
+    whole = reader.finish().timestamps
+    offset = start_offset(info, time_base)
+    assert [ffmpeg_time(p, offset, time_base) for p in pts] == whole
+    reader = FrameReader(info, absolute=True, start=None, max_frames=len(pts))
+    while reader.read() is not None:
+        pass
+    kept = reader.finish().timestamps
+    assert [ffmpeg_time(p, 0, time_base) for p in pts] == kept
+    assert whole[0] == 0.0 and kept[0] > 1000
+
+
+def test_which_videos_nvdec_takes(tmp_path):
+    made = {}
+    for name, args in {"h264": ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+                       "h264_422": ["-c:v", "libx264", "-pix_fmt", "yuv422p"],
+                       "mjpeg": ["-c:v", "mjpeg"], "odd": ["-c:v", "ffv1", "-s", "641x359"]}.items():
+        made[name] = tmp_path / f"{name}.mkv"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=1,format=rgb24", *args, str(made[name]))
+    assert refusal(probe(made["h264"])) is None
+    assert "pixel format yuv422p" in refusal(probe(made["h264_422"]))
+    assert "codec mjpeg" in refusal(probe(made["mjpeg"]))
+    assert "codec ffv1" in refusal(probe(made["odd"]))
+
+
+class StandInGpuDecoder(FrameSource):
+    """In place of NvdecFrameSource (no GPU here): decodes in ``poll`` with
+    ffmpeg, reports its frames as NVDEC's, and gives up after 200 frames of a
+    video named bad*, as NVDEC does on a decoder error (fallback)."""
+
+    def __init__(self):
+        self.tasks = deque()
+        self.busy = 0
+
+    capacity = property(lambda self: 1)
+
+    def plan(self, path, split):
+        return plan_video(path)
+
+    def cost(self, info, frames):
+        return decode_seconds(info, frames)
+
+    def idle(self, limit):
+        return 0 if self.busy else min(1, limit)
+
+    def submit(self, task):
+        self.busy += 1
+        self.tasks.append(task)
+
+    def cancel(self, task_id):
+        pass
+
+    def poll(self, timeout):
+        if not self.tasks:
+            time.sleep(min(timeout, 0.005))
+            return []
+        task = self.tasks.popleft()
+        self.busy -= 1
+        seg = task.segment
+        reader = FrameReader(task.info, chunk=100, start=seg.start, max_frames=seg.frames,
+                             absolute=seg.frames is not None)
+        out = []
+        while (chunk := reader.read()) is not None:
+            out.append(FramesReady(task.task_id, MemoryChunk(chunk)))
+            if task.info.path.name.startswith("bad") and len(out) == 2:
+                reader.kill()
+                return out + [TaskFailed(task.task_id, "NVDEC failed (stand-in error)", fallback=True)]
+        report = reader.finish()
+        report.decoder = "nvdec"
+        return out + [TaskDone(task.task_id, report)]
+
+    def close(self):
+        self.tasks.clear()
+
+
+def test_mixed_source_routes_and_falls_back(tmp_path, media, weights_path):
+    for folder in ("cpu", "mixed"):
+        copy_to(media["cuts"], tmp_path / folder, "cuts.mp4")       # 320x180
+        copy_to(media["cuts"], tmp_path / folder, "bad_cuts.mp4")   # fails on the stand-in after 200 frames
+        copy_to(media["short"], tmp_path / folder, "short.mp4")     # 160x90: below the size given, CPU
+    results = {}
+    for folder in ("cpu", "mixed"):
+        config = load_config(["--input-dir", str(tmp_path / folder), "--log-dir", str(tmp_path / "logs"),
+                              "--device", "cpu", "--decoder", "cpu" if folder == "cpu" else "auto"], environ={})
+
+        def make(decoders, cfg):
+            return MixedFrameSource(StandInGpuDecoder(), ffmpeg_source(decoders, cfg), min_pixels=320 * 180)
+        out = io.StringIO()
+        executor = LocalExecutor(config, weights_path, make if folder == "mixed" else None)
+        assert Driver(config, Reporter(stream=out), executor).run() == 0, out.getvalue()
+        results[folder] = out.getvalue().splitlines()
+    got = results["mixed"]
+    assert any("short.mp4: decoded by ffmpeg on the CPU: small picture (160x90)" in ln for ln in got), got
+    assert any("cuts.mp4: decoded by NVDEC on the GPU" in ln for ln in got)
+    warned = [ln for ln in got if ln.startswith("WARNING:")]
+    assert len(warned) == 1 and "bad_cuts.mp4: NVDEC failed (stand-in error)" in warned[0], warned
+    assert any("bad_cuts.mp4: decoded by ffmpeg on the CPU: NVDEC failed on it earlier" in ln for ln in got)
+    sources = {"cuts": "nvdec", "bad_cuts": "ffmpeg", "short": "ffmpeg"}
+    for stem, source in sources.items():
+        a, b = (load_result(tmp_path / f / f"{stem}.scenes.json") for f in ("cpu", "mixed"))
+        assert b["frame_source"] == source, stem
+        assert a["predictions"] == b["predictions"], stem
+        assert (tmp_path / "cpu" / f"{stem}.csv").read_bytes() == (tmp_path / "mixed" / f"{stem}.csv").read_bytes()

@@ -1,0 +1,131 @@
+"""NVDEC against the ffmpeg decoders, opt-in (``--run-gpu``, on a machine
+with an NVIDIA GPU and PyNvVideoCodec): the real driver and executor
+in-process, the model on the GPU, each folder analysed once with
+``decoder: cpu`` and once with NVDEC forced on every video (small ones
+included). Same CSVs, predictions within 2e-3 (the model's batches differ),
+frame_source "nvdec"; what NVDEC cannot decode falls back to ffmpeg."""
+import io
+
+import numpy as np
+import pytest
+
+from conftest import copy_to, ffmpeg
+from shots.config import load_config
+from shots.driver import Driver
+from shots.executors.local import LocalExecutor, ffmpeg_source
+from shots.report import Reporter
+from stepkit.result_check import load_result
+
+pytestmark = pytest.mark.gpu
+
+CODECS = {  # name: (container, encoder options)
+    "h264": ("mp4", ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]),
+    "hevc": ("mkv", ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-x265-params",
+                     "log-level=error"]),
+    "vp9": ("webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"]),
+    "hevc10": ("mkv", ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", "yuv420p10le", "-x265-params",
+                       "log-level=error"]),
+    "av1": ("mkv", ["-c:v", "libaom-av1", "-cpu-used", "8", "-row-mt", "1", "-b:v", "2M"]),
+}
+SCENES = ["testsrc2=size=640x360:rate=25:duration=2", "mandelbrot=size=640x360:rate=25,trim=duration=2",
+          "smptehdbars=size=640x360:rate=25:duration=2", "life=size=640x360:rate=25:mold=10,trim=duration=2"]
+
+
+@pytest.fixture(scope="module")
+def nvdec():
+    import torch
+    if not torch.cuda.is_available():
+        pytest.fail("--run-gpu was given but PyTorch sees no CUDA device")
+    from shots.frames import nvdec_source
+    nvdec_source.load_library()  # fails the tests, with the reason, if PyNvVideoCodec cannot load
+    return nvdec_source
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nvdec")
+    inputs = [a for src in SCENES for a in ("-f", "lavfi", "-i", src)]
+    chain = "".join(f"[{i}]" for i in range(len(SCENES))) + f"concat=n={len(SCENES)}:v=1:a=0,format=yuv420p"
+    made = {}
+    for name, (container, options) in CODECS.items():
+        made[name] = root / f"{name}.{container}"
+        ffmpeg(*inputs, "-filter_complex", chain, "-colorspace", "bt709", *options, str(made[name]))
+    return made
+
+
+def run(folder, logs, weights=None, make_nvdec=None, *args):
+    out = io.StringIO()
+    decoder = "cpu" if make_nvdec is None else "nvdec"
+    config = load_config(["--input-dir", str(folder), "--log-dir", str(logs), "--device", "cuda",
+                          "--num-workers", "2", "--decoder", decoder, *args], environ={})
+    executor = None
+    if make_nvdec is not None:
+        from shots.frames.mixed_source import MixedFrameSource
+
+        def make(decoders, cfg):
+            return MixedFrameSource(make_nvdec(), ffmpeg_source(decoders, cfg), min_pixels=0)
+        executor = LocalExecutor(config, weights, make)
+    code = Driver(config, Reporter(stream=out), executor).run()
+    return code, out.getvalue().splitlines()
+
+
+def compare(a_dir, b_dir, stem):
+    a, b = (load_result(d / f"{stem}.scenes.json") for d in (a_dir, b_dir))
+    assert (a_dir / f"{stem}.csv").read_bytes() == (b_dir / f"{stem}.csv").read_bytes(), stem
+    assert a["video"]["frame_count"] == b["video"]["frame_count"]
+    dp = np.abs(np.array(a["predictions"]["single_frame"]) - np.array(b["predictions"]["single_frame"])).max()
+    print(f"{stem}: {a['video']['frame_count']} frames, max |dp| {dp:.1e}, {b['frame_source']}")
+    assert dp <= 2e-3, stem
+    return b
+
+
+def test_nvdec_gives_the_cpu_results(tmp_path, nvdec, clips, sample_video, weights_path):
+    for folder in ("cpu", "gpu"):
+        copy_to(sample_video, tmp_path / folder, "sample.mp4")
+        for name, path in clips.items():
+            copy_to(path, tmp_path / folder, path.name)
+    code_cpu, _ = run(tmp_path / "cpu", tmp_path / "logs")
+    code_gpu, lines = run(tmp_path / "gpu", tmp_path / "logs", weights_path, nvdec.NvdecFrameSource)
+    assert code_cpu == code_gpu == 0, lines
+    for stem in ["sample"] + list(clips):
+        doc = compare(tmp_path / "cpu", tmp_path / "gpu", stem)
+        if stem != "av1":
+            assert doc["frame_source"] == "nvdec", stem
+        elif doc["frame_source"] == "ffmpeg":  # a card without AV1: one line says so
+            assert any(ln.startswith("WARNING:") and "av1.mkv: NVDEC failed" in ln for ln in lines), lines
+
+
+def test_long_video_in_nvdec_segments(tmp_path, nvdec, sample_video, weights_path, monkeypatch):
+    from shots.frames import mixed_source
+    monkeypatch.setattr(mixed_source, "SEGMENT_FRAMES", 1000)  # the sample (5,301 frames) in segments
+    for folder in ("cpu", "gpu"):
+        copy_to(sample_video, tmp_path / folder, "sample.mp4")
+    run(tmp_path / "cpu", tmp_path / "logs")
+    code, lines = run(tmp_path / "gpu", tmp_path / "logs", weights_path, nvdec.NvdecFrameSource)
+    assert code == 0, lines
+    doc = compare(tmp_path / "cpu", tmp_path / "gpu", "sample")
+    assert doc["frame_source"] == "nvdec" and doc["video"]["decoded_in_segments"] > 1
+    assert not [ln for ln in lines if "in one piece" in ln], lines
+
+
+def test_a_decoder_error_mid_video_redoes_that_video_on_the_cpu(tmp_path, nvdec, clips, weights_path):
+    class Failing(nvdec._TaskRun):
+        def add(self, frame):
+            if self.task.info.path.name == "bad.mp4" and self.count + self.filled >= 100:
+                raise RuntimeError("injected decoder error")
+            return super().add(frame)
+
+    class FailingSource(nvdec.NvdecFrameSource):
+        def _task_run(self, session, task, time_base, offset):
+            return Failing(self, session, task, time_base, offset)
+
+    for folder in ("cpu", "gpu"):
+        copy_to(clips["h264"], tmp_path / folder, "bad.mp4")
+        copy_to(clips["h264"], tmp_path / folder, "good.mp4")
+    run(tmp_path / "cpu", tmp_path / "logs")
+    code, lines = run(tmp_path / "gpu", tmp_path / "logs", weights_path, FailingSource)
+    assert code == 0, lines
+    warned = [ln for ln in lines if ln.startswith("WARNING:") and "bad.mp4" in ln]
+    assert len(warned) == 1 and "injected decoder error" in warned[0] and "ffmpeg on the CPU" in warned[0]
+    assert compare(tmp_path / "cpu", tmp_path / "gpu", "bad")["frame_source"] == "ffmpeg"
+    assert compare(tmp_path / "cpu", tmp_path / "gpu", "good")["frame_source"] == "nvdec"
