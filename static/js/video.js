@@ -35,6 +35,7 @@
   async function load() {
     const response = await fetch(root.dataset.api, { headers: { Accept: "application/json" } });
     const data = await response.json();
+    performance.mark("video-data");  // for the benchmark: the data is in
     if (!response.ok) { message(data.error || "the video could not be loaded", true); return; }
     state.data = data;
     state.fps = data.rate.fps;
@@ -49,6 +50,7 @@
     showReviewState();
     $("loading").hidden = true;
     render();
+    performance.mark("video-rendered");  // plot, stats and the first rows drawn
   }
 
   function showReviewState() {
