@@ -10,6 +10,7 @@ come from Ray tasks (ray_source.py), batches go to actors (ray_feed.py).
 Everything the run started on the cluster ends with it: tasks cancelled,
 actors killed, a local instance shut down.
 """
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -82,7 +83,8 @@ class RayExecutor(Executor):
         # the node's CPUs but one for its decoding (as the local engine: one
         # decoder beside a CPU model), and as many threads as locally.
         threads = None if c.cpu_threads != AUTO else "all"
-        nodes = [n for n in self.cluster.nodes if n.cpus >= 2] or sorted(self.cluster.nodes, key=lambda n: -n.cpus)[:1]
+        nodes = ([n for n in self.cluster.nodes if n.cpus >= 2]
+                 or sorted(self.cluster.nodes, key=lambda n: -n.cpus)[:1])
         for node in nodes:
             cpus = node.cpus - 1 if node.cpus > 1 else 0
             where = NodeAffinitySchedulingStrategy(node.node_id, soft=True)
@@ -117,8 +119,8 @@ class RayExecutor(Executor):
         nodes = ray_cluster.alive_nodes()
         if not jobs or not nodes:
             return jobs
-        paths = [str(j.path.resolve()) for j in jobs]
-        refs = [ray_tasks.check_paths.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+        paths = [os.path.abspath(j.path) for j in jobs]  # as the decoding tasks get them
+        refs = [ray_tasks.check_paths.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, False))
                 .remote(paths) for n in nodes]
         seen = []
         for node, ref in zip(nodes, refs):

@@ -9,6 +9,7 @@ that the scheduler has not read yet (the local decoders' ring): frames in
 flight stay bounded by (tasks at once) x (backlog + slots) x 2 MB, whatever
 the number and the length of the videos.
 """
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +77,11 @@ class RayFrameSource(FrameSource):
 
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
         args = (self._segment_seconds, self._segment_frames) if split else (None, None)
-        result = ray.get(ray_tasks.plan.remote(str(path), *args))
+        # Absolute: a worker's current folder is not this process's.
+        result = ray.get(ray_tasks.plan.remote(os.path.abspath(path), *args))
         if isinstance(result, ray_tasks.Failure):
             raise DecodeError(result.cause)
-        info, segments = result
-        info.path = Path(path)  # the driver's own Path, as the local engine keeps it
-        return info, segments
+        return result
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
         return decode_seconds(info, frames)
