@@ -361,3 +361,25 @@ def test_the_dashboard_s_system_panel_shows_the_cluster(cluster):
     alive = [n for n in state["nodes"] if n["alive"]]
     assert (len(alive), sum(n["cpus"] for n in alive), sum(n["gpus"] for n in alive)) == (2, 3, 0)
 
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_model_actor_gives_the_local_executor_s_scenes(tmp_path, sample_video, media):
+    """Opt-in (--run-gpu): one GPU actor of a local Ray instance against the local executor on the GPU."""
+    import torch
+    assert torch.cuda.is_available(), "--run-gpu was given but PyTorch sees no CUDA device"
+    for executor in ("local", "ray"):
+        copy(sample_video, tmp_path / executor / "sample.mp4")
+        copy(media["cuts"], tmp_path / executor / "cuts.mp4")
+        proc = run_step3("--input-dir", tmp_path / executor, "--log-dir", tmp_path / "logs", "--device", "cuda",
+                         "--executor", executor, env_extra=QUIET)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        if executor == "ray":
+            assert re.search(r"\d+ GPU\(s\); (\d+) model actor\(s\)", proc.stdout), proc.stdout
+    for name in ("sample", "cuts"):
+        a, b = (load_json(tmp_path / e / f"{name}.scenes.json") for e in ("local", "ray"))
+        assert a["device"] == b["device"] and a["device"].startswith("cuda")
+        # Batches group other windows on the two executors: cuDNN may sum in another order.
+        for head in ("single_frame", "all_frames"):
+            assert np.abs(np.array(a["predictions"][head]) - np.array(b["predictions"][head])).max() <= 1e-4
+        assert (tmp_path / "local" / f"{name}.csv").read_bytes() == (tmp_path / "ray" / f"{name}.csv").read_bytes()
