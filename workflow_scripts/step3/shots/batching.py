@@ -5,6 +5,7 @@ it up (the decoders start on the first videos meanwhile), then runs the
 batches while the scheduler's thread prepares the next ones. Windows come
 from every video in flight, so a slow or long video holds no other back.
 """
+import contextlib
 import queue
 import threading
 import time
@@ -144,6 +145,19 @@ class ModelFeed:
             self._results.put(_Loaded(exc))
             return
         self._results.put(_Loaded(None))
+        with self._own_stream():
+            self._run_batches()
+
+    def _own_stream(self):
+        """On a GPU, the model's work on a stream of its own: on the legacy
+        default stream it would wait for, and hold up, the NVDEC threads'
+        copies (frames/nvdec_source.py)."""
+        if self.predictor.device_type != "cuda":
+            return contextlib.nullcontext()
+        import torch
+        return torch.cuda.stream(torch.cuda.Stream())
+
+    def _run_batches(self) -> None:
         while True:
             item = self._batches.get()
             if item is None:

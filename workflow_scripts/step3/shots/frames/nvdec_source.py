@@ -229,22 +229,26 @@ class NvdecFrameSource:
         time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
         absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
         offset = 0 if absolute else start_offset(info, time_base)
-        run = self._task_run(session, task, time_base, offset)
-        started = seg.start is None
-        for packet in demuxer:
-            if session.cancel == task.task_id:
-                raise _Cancelled()
-            if not started:
-                # A segment starts at its keyframe: skip the packets before it.
-                if not packet.key or float(packet.pts * time_base) < seg.start - 1e-4:
-                    continue
-                started = True
-            for frame in decoder.Decode(packet):
-                if not run.add(frame):
+        # Its own stream: copies and conversions wait neither for the model's
+        # batches nor for the other sessions (the legacy default stream would
+        # serialise them all: 1.2k 1080p frames/s with 8 sessions, measured).
+        with torch.cuda.stream(torch.cuda.Stream(self.device)):
+            run = self._task_run(session, task, time_base, offset)
+            started = seg.start is None
+            for packet in demuxer:
+                if session.cancel == task.task_id:
+                    raise _Cancelled()
+                if not started:
+                    # A segment starts at its keyframe: skip the packets before it.
+                    if not packet.key or float(packet.pts * time_base) < seg.start - 1e-4:
+                        continue
+                    started = True
+                for frame in decoder.Decode(packet):
+                    if not run.add(frame):
+                        break
+                if run.full:
                     break
-            if run.full:
-                break
-        run.flush()
+            run.flush()
         return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
 
 
@@ -300,6 +304,7 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
             planes = planes.to(self.source._torch.int32) & 0xFFFF  # P016's samples, unsigned
         y, u, v = split_semiplanar(planes, self.height, self.shift)
         rgb = self.convert(y, u, v)
+        self.source._torch.cuda.current_stream().synchronize()  # complete before another stream reads it
         n, self.filled = self.filled, 0
         self.count += n
         while not self.session.slots.acquire(timeout=0.1):
