@@ -45,6 +45,34 @@ def make_videos(folder: Path, copies: int, long: int):
     return sorted(vids.iterdir())
 
 
+def pure_nvdec(videos, sessions):
+    """Frames/s of the NVDEC source alone (decode, exact conversion, frames
+    copied to the host), whole videos, longest first."""
+    from shots.frames.messages import DecodeTask, FramesReady, TaskFailed
+    from shots.frames.nvdec_source import NvdecFrameSource
+    source = NvdecFrameSource(sessions)
+    tasks = [DecodeTask(i, *source.plan(v, False)[0:1], source.plan(v, False)[1][0]) for i, v in enumerate(videos)]
+    tasks.sort(key=lambda t: -(t.info.expected_frames or 0))
+    start, frames, running = time.perf_counter(), 0, 0
+    with GpuBusy() as gpu:
+        while tasks or running:
+            for _ in range(source.idle(sessions)):
+                if tasks:
+                    source.submit(tasks.pop(0))
+                    running += 1
+            for msg in source.poll(0.01):
+                if isinstance(msg, FramesReady):
+                    frames += len(msg.chunk.take())
+                else:
+                    running -= 1
+                    if isinstance(msg, TaskFailed):
+                        print("failed:", msg.cause)
+    wall = time.perf_counter() - start
+    source.close()
+    print(f"pure NVDEC, {sessions} sessions: {frames} frames in {wall:.1f} s = {frames / wall:,.0f} frames/s, "
+          f"GPU busy {gpu.mean:.0%}", flush=True)
+
+
 def compare(base: Path, other: Path):
     """(videos with the same CSV, largest |dp| of the single-frame head, frame sources)."""
     same, worst, sources = 0, 0.0, set()
@@ -62,11 +90,13 @@ def compare(base: Path, other: Path):
     return same, worst, sorted(sources)
 
 
-def hd_bench(copies: int, long: int, variants):
+def hd_bench(copies: int, long: int, variants, pure_sessions=()):
     work = Path(tempfile.mkdtemp(prefix="step3-nvdec-"))
     videos = make_videos(work, copies, long)
     total = sum(frame_count(v) for v in videos)
     print(f"{len(videos)} videos, {total} frames", flush=True)
+    for sessions in pure_sessions:
+        pure_nvdec(videos, sessions)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     rows, walls, dirs = [], {}, {}
     for decoder in variants:
@@ -99,9 +129,10 @@ def main():
     parser.add_argument("--copies", type=int, default=12)
     parser.add_argument("--long", type=int, default=3, help="of them, the 1080p encode looped 3 times")
     parser.add_argument("--variants", default="cpu,auto", help="decoder values, the first is the reference")
+    parser.add_argument("--pure", default="", help="NVDEC session counts to measure the source alone with (4,8)")
     args = parser.parse_args()
     print(machine(), flush=True)
-    hd_bench(args.copies, args.long, args.variants.split(","))
+    hd_bench(args.copies, args.long, args.variants.split(","), [int(n) for n in args.pure.split(",") if n])
 
 
 if __name__ == "__main__":
