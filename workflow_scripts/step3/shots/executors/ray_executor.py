@@ -41,6 +41,7 @@ class RayExecutor(Executor):
         self.weights_path = weights_path
         self.cluster: Optional[ray_cluster.Cluster] = None
         self.actors: list = []
+        self.loading: dict = {}  # load() of each actor, asked in prepare
         self.actor_cpus = 0.0
         self.model_device = "cpu"
         self.predictor: Optional[ModelPool] = None
@@ -61,7 +62,12 @@ class RayExecutor(Executor):
         self._start_actors()
         events.info(f"{self.cluster.describe()}; {len(self.actors)} model actor(s), "
                     f"{self.decode_slots} decoding task(s) at once")
-        answer = ray.get(self.actors[0].prepare.remote())
+        checked = self.actors[0].prepare.remote()
+        # Each actor loads its model right away (after the check, on the first
+        # one: an actor runs our calls in order), while this process checks
+        # the videos and the decoding starts.
+        self.loading = {actor.load.remote(): actor for actor in self.actors}
+        answer = ray.get(checked)
         if answer[0] != "ok":
             raise SetupFailed(answer[1])
         _, self.model_device, lines = answer
@@ -72,7 +78,7 @@ class RayExecutor(Executor):
         options = dict(device=c.device, mixed_precision=c.mixed_precision, torchscript=c.torchscript,
                        torchscript_auto_fallback=c.torchscript_auto_fallback, batch_size=c.batch_size,
                        cpu_threads=c.cpu_threads, cpu_fast=c.cpu_fast)
-        weights = str(self.weights_path)
+        weights = os.path.abspath(self.weights_path)  # the workers' current folder is not ours
         if self.cluster.gpus and c.device != "cpu":
             # One per GPU; Ray shows each its own.
             self.actors = [ModelActor.options(num_gpus=1, num_cpus=1).remote(weights, options, None)
@@ -108,7 +114,7 @@ class RayExecutor(Executor):
                 self.prepare(events)
             with signals_kept():
                 jobs = self._readable_everywhere(jobs, events)
-                self.predictor = ModelPool(self.actors, events)
+                self.predictor = ModelPool(self.actors, events, self.loading)
                 _RayRun(self, jobs, events).go()
         finally:
             self.close()

@@ -35,9 +35,12 @@ def say(events: RunEvents, lines) -> None:
 class ModelPool:
     """The model actors, seen as one predictor."""
 
-    def __init__(self, handles: List[object], events: RunEvents):
+    def __init__(self, handles: List[object], events: RunEvents, loading: Optional[dict] = None):
         self.actors = [Actor(h, i + 1) for i, h in enumerate(handles)]
         self.events = events
+        by_handle = {id(a.handle): a for a in self.actors}
+        # The actors' load() answers already asked for (ref -> actor).
+        self.loading = {ref: by_handle[id(h)] for ref, h in (loading or {}).items()}
         self.device_type = "cpu"
         self.load_seconds = 0.0
 
@@ -73,7 +76,7 @@ class RayModelFeed:
         self._batches: Dict[object, tuple] = {}  # ref -> (windows, actor)
 
     def start(self) -> None:
-        self._loading = {a.handle.load.remote(): a for a in self.pool.actors}
+        self._loading = self.pool.loading or {a.handle.load.remote(): a for a in self.pool.actors}
 
     def close(self) -> None:
         for ref in list(self._batches) + list(self._loading):
