@@ -206,8 +206,9 @@ HELP = {
     "log_dir": "folder of the run logs",
     "videos": "only these videos: paths relative to input_dir, comma-separated or as a JSON list "
               "(default: every video found)",
-    "decoder": "auto (NVDEC on an NVIDIA GPU for the streams it decodes, ffmpeg on the CPU beside it), "
-               "cpu or nvdec",
+    "decoder": "nvdec (NVDEC on an NVIDIA GPU for the large pictures it decodes, exactly ffmpeg's frames, "
+               "ffmpeg on the CPU beside it; needs requirements/transnet_env_gpu.txt), cpu, or auto "
+               "(today: cpu, which was the faster on the H200)",
     "executor": "local (this machine) or ray (a Ray cluster, see ray_address)",
     "ray_address": "with executor ray: \"\" starts a local Ray instance sized to this machine, "
                    "\"auto\" joins the cluster started here with `ray start`, or ray://host:10001",

@@ -33,10 +33,13 @@ def ffmpeg_source(decoders: int, config: Config) -> FrameSource:
 
 def frame_source(decoders: int, config: Config, model_device: str = "cpu",
                  say: Callable[[str, str], None] = lambda level, text: None) -> FrameSource:
-    """The frame source the ``decoder`` option asks for: NVDEC beside the
-    ffmpeg decoders (auto, nvdec) where the model runs on an NVIDIA GPU and
-    PyNvVideoCodec loads, else ffmpeg alone. ``say(level, line)`` tells why."""
-    if config.decoder == "cpu" or (config.decoder == AUTO and model_device == "cpu"):
+    """The frame source the ``decoder`` option asks for: ``nvdec``, NVDEC
+    beside the ffmpeg decoders where the model runs on an NVIDIA GPU and
+    PyNvVideoCodec loads (else a warning and ffmpeg); ``cpu`` and ``auto``,
+    the ffmpeg decoders. ``auto`` stays on the CPU until the NVDEC source is
+    the faster: on the H200 it gave 1.04x on twelve 1080p videos and 0.69x
+    on the mixed batch (bench/RESULTS.md, NVDEC). ``say(level, line)`` tells why."""
+    if config.decoder != "nvdec":
         return ffmpeg_source(decoders, config)
     from shots.frames.nvdec_source import NvdecFrameSource, NvdecUnavailable, load_library
     try:
@@ -46,13 +49,10 @@ def frame_source(decoders: int, config: Config, model_device: str = "cpu",
         gpu = int(model_device.split(":")[1]) if ":" in model_device else 0
         nvdec = NvdecFrameSource(gpu=gpu)
     except NvdecUnavailable as exc:
-        if config.decoder == "nvdec":
-            say("warning", f"decoder 'nvdec': {exc}; decoding with ffmpeg on the CPU")
-        else:
-            say("info", f"decoder auto: ffmpeg on the CPU ({exc})")
+        say("warning", f"decoder 'nvdec': {exc}; decoding with ffmpeg on the CPU")
         return ffmpeg_source(decoders, config)
     from shots.frames.mixed_source import MixedFrameSource
-    say("info", f"decoder {config.decoder}: NVDEC on {model_device} ({nvdec.capacity} sessions) beside "
+    say("info", f"decoder nvdec: NVDEC on {model_device} ({nvdec.capacity} sessions) beside "
                 f"{decoders} ffmpeg decoder process(es)")
     return MixedFrameSource(nvdec, ffmpeg_source(decoders, config))
 
