@@ -1,7 +1,7 @@
 """STEP3 with NVDEC against the same engine decoding on the CPU, on one GPU machine.
 
-    python bench/bench_nvdec.py hd        # 12 full-HD H.264 videos, decoder cpu vs auto
-    python bench/bench_nvdec.py hd --copies 12 --long 3 --variants cpu,auto
+    python bench/bench_nvdec.py hd        # 12 full-HD H.264 videos, decoder cpu vs nvdec
+    python bench/bench_nvdec.py hd --copies 12 --long 3 --variants cpu,nvdec
 
 The videos: the sample re-encoded to 1080p (``-preset veryfast -crf 20``, as
 in issue 11), copied; ``--long`` of them are that encode looped three times
@@ -9,7 +9,7 @@ in issue 11), copied; ``--long`` of them are that encode looped three times
 auto --mixed-precision --device cuda``) on its own copy of the folder; then
 every video's scenes and probabilities are compared with the first
 variant's. Prints a markdown table (bench/RESULTS.md). The mixed 12-video
-batch is bench_step3_gpu.py's: ``e2e --variants auto/fp16/decoder=cpu,auto/fp16/decoder=auto``.
+batch is bench_step3_gpu.py's: ``e2e --variants auto/fp16/decoder=cpu,auto/fp16/decoder=nvdec``.
 """
 import argparse
 import json
@@ -128,7 +128,7 @@ def main():
     parser.add_argument("part", choices=["hd"])
     parser.add_argument("--copies", type=int, default=12)
     parser.add_argument("--long", type=int, default=3, help="of them, the 1080p encode looped 3 times")
-    parser.add_argument("--variants", default="cpu,auto", help="decoder values, the first is the reference")
+    parser.add_argument("--variants", default="cpu,nvdec", help="decoder values, the first is the reference")
     parser.add_argument("--pure", default="", help="NVDEC session counts to measure the source alone with (4,8)")
     args = parser.parse_args()
     print(machine(), flush=True)
