@@ -131,7 +131,7 @@ class Rows(list):
         return self
 
 
-def measure(work: Path) -> list:
+def measure(work: Path, part: str = "all") -> list:
     from werkzeug.serving import make_server
 
     from dashboard import create_app
@@ -143,6 +143,9 @@ def measure(work: Path) -> list:
     rows = Rows()
     rows.append(("one-hour video made (sample looped, 90,000 frames; 0 s when already there)", f"{seconds:.1f} s"))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if part.startswith("split"):
+        rows += split_rows(work, projects, video, scenes, () if part == "split-plain" else ("reencode", "copy"))
+        return rows
     (work / "wf.json").write_text(json.dumps({"venvs": {"env": {}}, "steps": []}))
     app = create_app({"ROOT": str(ROOT), "WORKFLOW_CONFIG": str(work / "wf.json"), "PROJECTS_DIR": str(projects),
                       "LOGS_DIR": str(work / "logs"), "DATABASE": str(work / "data" / "runs.sqlite3"),
@@ -174,7 +177,7 @@ def measure(work: Path) -> list:
         out.mkdir(exist_ok=True)
         _, one_pass = timed(extract_many, video, every, 160, {n: out / f"{n}.jpg" for n in every})
         rows += [("first screen of thumbnails (16, on demand, cold, one after another)", f"{screen:.2f} s"),
-                 (f"thumbnail cache fill through the API (400 frames, 8 clients, pool of 2)",
+                 ("thumbnail cache fill through the API (400 frames, 8 clients, pool of 2)",
                   f"{fill:.1f} s ({400 / fill:.1f} frames/s; all {len(every)} at that rate: "
                   f"{len(every) / (400 / fill) / 60:.0f} min)"),
                  (f"the same {len(every)} frames in one ffmpeg pass (extract_many)", f"{one_pass:.1f} s")]
@@ -183,23 +186,24 @@ def measure(work: Path) -> list:
             rows.append((f"export {fmt} ({len(data) / 1024:.0f} KiB)", f"{seconds * 1000:.0f} ms"))
     finally:
         server.shutdown()
-    rows += split_rows(work, projects, video, scenes)
+    if part == "all":
+        rows += split_rows(work, projects, video, scenes)
     return rows
 
 
-def split_rows(work: Path, projects: Path, video: Path, scenes) -> list:
+def split_rows(work: Path, projects: Path, video: Path, scenes, modes=("reencode", "copy")) -> list:
     script = ROOT / "workflow_scripts" / "split" / "split_shots.py"
-    rows = []
-    for label, extra in (("split step, re-encode (frame-accurate)", []), ("split step, --copy", ["--copy"])):
+    rows = Rows()
+    runs = {"reencode": ("split step, re-encode (frame-accurate)", []), "copy": ("split step, --copy", ["--copy"])}
+    for label, extra in (runs[m] for m in modes):
         out = work / ("shots" + "".join(extra))
         _, seconds = timed(lambda: subprocess.run([sys.executable, str(script), "--input-dir", str(projects),
                                                    "--output-dir", str(out), *extra], capture_output=True, check=True))
         rows.append((label, f"{seconds:.1f} s, {FRAMES / seconds:.0f} frames/s"))
     import cutter
-    plain = [a for a in cutter.command(video, [(0, FRAMES, 0)], work, ".mp4", False, True)]
-    plain = [x for x in plain if x not in ("-progress", "pipe:1", "-nostats")]
-    plain[-1] = str(work / "plain-%06d.mp4")
-    _, seconds = timed(subprocess.run, plain, check=True)
+    plain = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(video), "-map", "0:v:0", "-map", "0:a:0",
+             *cutter.VIDEO_ARGS, *cutter.AUDIO_ARGS, str(work / "plain.mp4")]
+    _, seconds = timed(lambda: subprocess.run(plain, check=True))
     rows.append(("plain ffmpeg, same encoder, whole video, no cut (the floor)",
                  f"{seconds:.1f} s, {FRAMES / seconds:.0f} frames/s"))
     some = scenes[:100]
@@ -227,9 +231,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="working folder (default: a new temporary one)")
     parser.add_argument("--write", action="store_true", help="put the table in bench/RESULTS.md")
+    parser.add_argument("--part", choices=("all", "page", "split", "split-plain"), default="all",
+                        help="page: the API, page, thumbnails and exports; split: the split step against ffmpeg; "
+                             "split-plain: plain ffmpeg only")
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-results-"))
-    text = table(measure(work))
+    text = table(measure(work, args.part))
     print(text)
     if args.write:
         path = ROOT / "bench" / "RESULTS.md"

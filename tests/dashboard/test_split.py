@@ -103,3 +103,14 @@ def test_a_video_without_result_fails_alone(projects):
     assert "FAILED: 2/2: a/new.mp4: not analysed yet: run STEP3 first" in result.stdout
     assert "SUMMARY: 1/2 succeeded, 1 failed, 0 skipped" in result.stdout
     assert not (projects / ".shots" / "a").exists()
+
+
+def test_a_single_scene_is_one_file(projects):
+    doc = json.loads((projects / "three cuts.scenes.json").read_text())
+    review = {"format": "step3-review/1", "video": {"file": "three cuts.mp4", "identity": doc["video"]["identity"],
+                                                    "frame_count": 100},
+              "based_on": {}, "threshold": None, "scenes": [[1, 100]], "saved_at": "x"}
+    (projects / "three cuts.review.json").write_text(json.dumps(review))
+    result = split(projects)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [frames_of(f)["video"] for f in shots_of(projects)] == [100]
