@@ -144,7 +144,8 @@ def measure(work: Path, part: str = "all") -> list:
     rows.append(("one-hour video made (sample looped, 90,000 frames; 0 s when already there)", f"{seconds:.1f} s"))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     if part.startswith("split"):
-        rows += split_rows(work, projects, video, scenes, () if part == "split-plain" else ("reencode", "copy"))
+        modes = {"split": ("reencode", "copy"), "split-plain": (), "split-reencode": ("reencode",)}[part]
+        rows.extend(split_rows(work, projects, video, scenes, modes))
         return rows
     (work / "wf.json").write_text(json.dumps({"venvs": {"env": {}}, "steps": []}))
     app = create_app({"ROOT": str(ROOT), "WORKFLOW_CONFIG": str(work / "wf.json"), "PROJECTS_DIR": str(projects),
@@ -187,7 +188,7 @@ def measure(work: Path, part: str = "all") -> list:
     finally:
         server.shutdown()
     if part == "all":
-        rows += split_rows(work, projects, video, scenes)
+        rows.extend(split_rows(work, projects, video, scenes))
     return rows
 
 
@@ -231,7 +232,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="working folder (default: a new temporary one)")
     parser.add_argument("--write", action="store_true", help="put the table in bench/RESULTS.md")
-    parser.add_argument("--part", choices=("all", "page", "split", "split-plain"), default="all",
+    parser.add_argument("--part", choices=("all", "page", "split", "split-plain", "split-reencode"), default="all",
                         help="page: the API, page, thumbnails and exports; split: the split step against ffmpeg; "
                              "split-plain: plain ffmpeg only")
     args = parser.parse_args()

@@ -36,8 +36,16 @@ def pieces(scenes: Sequence[Tuple[int, int]], frame_count: int) -> List[Tuple[in
     return out
 
 
+def _any_of(terms: List[str]) -> str:
+    """``a+b+...`` as a balanced tree (ffmpeg refuses flat chains past ~100 terms)."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = len(terms) // 2
+    return f"({_any_of(terms[:middle])}+{_any_of(terms[middle:])})"
+
+
 def command(video: Path, parts: List[Tuple[int, int, int]], folder: Path, extension: str, copy: bool,
-            has_audio: bool, fps: float, ffmpeg: str = "ffmpeg") -> List[str]:
+            has_audio: bool, ffmpeg: str = "ffmpeg") -> List[str]:
     starts = [start for start, _, _ in parts[1:]]
     cmd = [ffmpeg, "-nostdin", "-v", "error", "-progress", "pipe:1", "-nostats", "-i", str(video),
            "-map", "0:v:0"]
@@ -48,11 +56,11 @@ def command(video: Path, parts: List[Tuple[int, int, int]], folder: Path, extens
     else:
         cmd += VIDEO_ARGS + (AUDIO_ARGS if has_audio else []) + ["-fps_mode", "passthrough"]
         if starts:
-            # A keyframe on the first frame of each piece. By time, half a frame
-            # early (exact at a constant rate): an expression on the frame index
-            # costs one test per cut on every frame, 15 minutes for an hour
-            # with 1,800 cuts on 2 cores.
-            cmd += ["-force_key_frames", ",".join(f"{(s - 0.5) / fps:.6f}" for s in starts)]
+            # A keyframe on the first frame of each piece, by its decoded index:
+            # exact whatever the rate. A list of times would be exact at a
+            # constant rate only; it is faster (1,800 cuts over 15,000 frames:
+            # 8.7 s against 14.1 s on 2 busy cores), not worth a wrong cut.
+            cmd += ["-force_key_frames", "expr:" + _any_of([f"eq(n,{s})" for s in starts])]
     cmd += ["-f", "segment", "-reset_timestamps", "1"]
     if starts:
         cmd += ["-segment_frames", ",".join(map(str, starts))]

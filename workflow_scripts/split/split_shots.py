@@ -90,7 +90,7 @@ def split_one(video: Path, target: Path, copy: bool, progress) -> tuple:
                 progress(last, frames)
         else:
             parts = cutter.pieces(scenes, frames)
-            cutter.run(cutter.command(video, parts, temp, extension, False, has_audio(video), fps),
+            cutter.run(cutter.command(video, parts, temp, extension, False, has_audio(video)),
                        lambda done: progress(done, frames))
             cutter.keep_scenes(temp, parts, extension, names)
         (temp / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
