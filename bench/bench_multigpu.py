@@ -47,10 +47,17 @@ def make_batch(folder: Path, copies: int, hours: int) -> list:
         target = folder / f"copy_{i:02d}.mp4"
         os.link(master, target)  # the same bytes under another name: no disk, no encoding
         videos.append(target)
-    for h in range(hours):
-        target = folder / f"hour_{h}.mp4"
-        ffmpeg("-stream_loop", "16", "-i", master, "-c", "copy", "-t", "3600", target)
-        videos.append(target)
+    if hours:
+        # The concat demuxer offsets each copy's timestamps (a -stream_loop stream
+        # copy leaves jumps at the joins): clean timestamps, no re-encoding.
+        listing = folder.parent / "hour.txt"
+        listing.write_text(f"file '{master}'\n" * 17)
+        hour = folder.parent / "hour_1080p.mp4"
+        ffmpeg("-f", "concat", "-safe", "0", "-i", listing, "-c", "copy", hour)
+        for h in range(hours):
+            target = folder / f"hour_{h}.mp4"
+            os.link(hour, target)
+            videos.append(target)
     return videos
 
 
