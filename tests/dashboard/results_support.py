@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 from dashboard.results.timecode import rate_of
+from stepkit.scene_results import make_document, result_paths, scene_rows, video_identity, write_results
 from dashboard.results.timeline import Timeline
 
 RATES = {  # name: (frame_rate as a result states it, fps)
@@ -96,3 +97,17 @@ def make_clip(path: Path, seconds=(1, 1), size="64x36", rate="25", audio=False) 
     cmd += ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", str(path)]
     subprocess.run(cmd, check=True, timeout=120)
     return path
+
+
+def write_result(video, frames=50, scenes=((0, 24), (25, 49)), started="2026-12-03T10:00:00+00:00"):
+    rows = scene_rows(list(scenes), [i / 25 for i in range(frames)], 25.0)
+    doc = make_document(
+        video={"file": video.name, "identity": video_identity(video), "codec": "h264", "width": 64, "height": 36,
+               "fps": 25.0, "frame_rate": "25/1", "duration_s": 2.0, "frame_count": frames, "decoded_span_s": 2.0,
+               "decode_errors": 0, "decoded_in_segments": 1},
+        threshold=0.5, rows=rows, model={"name": "TransNetV2", "weights_file": "w", "weights_sha256": "a" * 64},
+        run={"device": "cpu", "precision": "fp32", "torchscript": False, "implementation": ["eager"]},
+        timings={"started_at": started, "wall_s": 1.0, "inference_s": 1.0, "model_load_s": 1.0},
+        single_frame=[0.9 if i == 24 else 0.0 for i in range(frames)], all_frames=[0.0] * frames)
+    write_results(result_paths(video, [video]), rows, doc)
+    return doc

@@ -6,28 +6,13 @@ import os
 import threading
 
 import pytest
-from results_support import make_clip
+from results_support import make_clip, write_result
 
 from dashboard.results import review as reviews
 from dashboard.results.catalog import ResultCache, examine
 from dashboard.results.library import check_request_path
 from dashboard.results.thumbnails import Busy, ThumbnailCache
 from dashboard.safe_open import OutsideRoot
-from stepkit.scene_results import make_document, result_paths, scene_rows, video_identity, write_results
-
-
-def write_result(video, frames=50, scenes=((0, 24), (25, 49)), started="2026-12-03T10:00:00+00:00"):
-    rows = scene_rows(list(scenes), [i / 25 for i in range(frames)], 25.0)
-    doc = make_document(
-        video={"file": video.name, "identity": video_identity(video), "codec": "h264", "width": 64, "height": 36,
-               "fps": 25.0, "frame_rate": "25/1", "duration_s": 2.0, "frame_count": frames, "decoded_span_s": 2.0,
-               "decode_errors": 0, "decoded_in_segments": 1},
-        threshold=0.5, rows=rows, model={"name": "TransNetV2", "weights_file": "w", "weights_sha256": "a" * 64},
-        run={"device": "cpu", "precision": "fp32", "torchscript": False, "implementation": ["eager"]},
-        timings={"started_at": started, "wall_s": 1.0, "inference_s": 1.0, "model_load_s": 1.0},
-        single_frame=[0.9 if i == 24 else 0.0 for i in range(frames)], all_frames=[0.0] * frames)
-    write_results(result_paths(video, [video]), rows, doc)
-    return doc
 
 
 @pytest.fixture

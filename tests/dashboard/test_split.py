@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from dash_support import ROOT, protocol_patterns
-from results_support import make_clip, run_step3
+from results_support import make_clip, run_step3, write_result
 
 SCRIPT = ROOT / "workflow_scripts" / "split" / "split_shots.py"
 
@@ -114,3 +114,26 @@ def test_a_single_scene_is_one_file(projects):
     result = split(projects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [frames_of(f)["video"] for f in shots_of(projects)] == [100]
+
+
+def test_cancel_leaves_no_half_written_folder(tmp_path):
+    """SIGTERM, as the dashboard's Cancel sends it, while ffmpeg cuts: exit 143,
+    no temporary folder, no folder that looks done."""
+    import signal
+
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    # A minute at 640x360: ffmpeg's first progress report comes after half a
+    # second of work, long before it is done, even on a fast machine.
+    video = make_clip(projects / "long.mp4", (20, 20, 20), size="640x360")
+    write_result(video, frames=1500, scenes=((0, 499), (500, 999), (1000, 1499)))
+    proc = subprocess.Popen([sys.executable, "-u", str(SCRIPT), "--input-dir", str(projects)],
+                            stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("FRAMES: 1/1:"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.stdout.read()
+    assert proc.wait(timeout=60) == 143
+    assert not list(projects.rglob(".split-tmp-*"))
+    assert not (projects / ".shots" / "long").exists()
