@@ -90,6 +90,27 @@ def open_inside(root: Union[str, Path], relative: str) -> BinaryIO:
         raise
 
 
+def open_exactly(real: Union[str, Path]) -> BinaryIO:
+    """The file at ``real``, a path resolve_inside gave earlier, opened for
+    reading only if what was opened is still that very path: a folder on the
+    way swapped for a link since the check gives OutsideRoot, not another file.
+    For programs that read the file themselves (ffmpeg reads
+    ``/proc/self/fd/N`` of this file, see results/thumbnails.py)."""
+    real = os.fspath(real)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(real, flags)
+    try:
+        if _opened_path(fd, real) != real:
+            raise OutsideRoot("the path changed while it was being opened")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutsideRoot("not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def resolve_inside(root: Union[str, Path], relative: str) -> Path:
     """The real path of ``root/relative`` if it lies inside ``root``: for
     listing and lookups only; to read a file, use open_inside."""

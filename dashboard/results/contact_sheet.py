@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence, Tuple
 
-from .thumbnails import _any_of, _run, _scale
+from .thumbnails import INPUT, _any_of, _run, _scale
 
 
 def sheet_name(scenes: Sequence[Tuple[int, int]], width: int, columns: int) -> str:
@@ -26,7 +26,7 @@ def make(video: Path, scenes: Sequence[Tuple[int, int]], width: int, columns: in
         expr = _any_of([f"eq(n\\,{n - 1})" for n in starts])
         script.write_text(f"select='{expr}',{_scale(width)},tile={columns}x{rows}:padding=2:margin=2")
         made = Path(tmp) / "sheet.jpg"
-        _run([ffmpeg, "-nostdin", "-v", "error", "-i", str(video), "-map", "0:v:0", "-filter_script:v", str(script),
-              "-fps_mode", "passthrough", "-frames:v", "1", "-q:v", "4", "-f", "image2", str(made)], 3600)
+        _run([ffmpeg, "-nostdin", "-v", "error", "-i", INPUT, "-map", "0:v:0", "-filter_script:v", str(script),
+              "-fps_mode", "passthrough", "-frames:v", "1", "-q:v", "4", "-f", "image2", str(made)], 3600, video)
         os.replace(made, out)
     return out

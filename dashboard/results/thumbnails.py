@@ -27,6 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, Iterable, List
 
+from ..safe_open import open_exactly
+
 MIN_WIDTH, MAX_WIDTH = 16, 1280
 QUALITY = "4"  # mjpeg -q:v: small files, no visible blocks at thumbnail sizes
 
@@ -48,9 +50,19 @@ def _scale(width: int) -> str:
     return f"scale={width}:-2:flags=bicubic"
 
 
-def _run(cmd: List[str], timeout: float) -> None:
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          timeout=timeout)
+INPUT = "<the video>"  # stands for ffmpeg's input in a command given to _run
+
+
+def _run(cmd: List[str], timeout: float, video: Path) -> None:
+    """ffmpeg with ``video`` as its input: the file opened and checked here
+    (safe_open.open_exactly) and handed over as /proc/self/fd/N, so a folder
+    swapped for a link after the path was checked cannot make ffmpeg read
+    another file."""
+    with open_exactly(video) as source:
+        fd = source.fileno()
+        cmd = [f"/proc/self/fd/{fd}" if arg == INPUT else arg for arg in cmd]
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=timeout, pass_fds=(fd,))
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
         raise RuntimeError(f"ffmpeg could not extract the frame: {tail[0]}")
@@ -61,8 +73,8 @@ def extract_one(video: Path, frame: int, width: int, fps: float, out: Path, ffmp
     at = max(0.0, (frame - 1.5) / fps)
     tmp = out.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{out.name}")
     try:
-        _run([ffmpeg, "-nostdin", "-v", "error", "-ss", f"{at:.6f}", "-i", str(video), "-map", "0:v:0",
-              "-frames:v", "1", "-vf", _scale(width), "-q:v", QUALITY, "-f", "image2", "-y", str(tmp)], 120)
+        _run([ffmpeg, "-nostdin", "-v", "error", "-ss", f"{at:.6f}", "-i", INPUT, "-map", "0:v:0",
+              "-frames:v", "1", "-vf", _scale(width), "-q:v", QUALITY, "-f", "image2", "-y", str(tmp)], 120, video)
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise RuntimeError(f"ffmpeg gave no picture for frame {frame} (beyond the end?)")
         os.replace(tmp, out)
@@ -92,9 +104,9 @@ def extract_many(video: Path, frames: Iterable[int], width: int, outs: Dict[int,
         script = Path(tmp) / "graph.txt"
         expr = _any_of([f"eq(n\\,{n - 1})" for n in wanted])
         script.write_text(f"select='{expr}',{_scale(width)}")
-        _run([ffmpeg, "-nostdin", "-v", "error", "-i", str(video), "-map", "0:v:0",
+        _run([ffmpeg, "-nostdin", "-v", "error", "-i", INPUT, "-map", "0:v:0",
               "-filter_script:v", str(script), "-fps_mode", "passthrough", "-q:v", QUALITY,
-              "-f", "image2", str(Path(tmp) / "%07d.jpg")], timeout)
+              "-f", "image2", str(Path(tmp) / "%07d.jpg")], timeout, video)
         made = sorted(p for p in Path(tmp).iterdir() if p.suffix == ".jpg")
         if len(made) != len(wanted):
             raise RuntimeError(f"ffmpeg gave {len(made)} pictures for {len(wanted)} frames")

@@ -52,3 +52,33 @@ def test_the_log_routes_never_serve_an_outside_file(client, paths, swapped):
     urls = ["/api/logs/file?path=sub/a.log", "/logs/download?path=sub/a.log", "/logs?path=sub/a.log"]
     codes = race(client, urls, sub, swapped)
     assert codes.get(200, 0) > 0 and sum(codes.values()) == 3 * 2000
+
+
+def test_ffmpeg_never_reads_a_video_swapped_in_after_its_check(tmp_path):
+    """Thumbnails and contact sheets: ffmpeg reads the file opened and checked
+    (safe_open.open_exactly), so a folder swapped for a link to an outside one
+    after the path was resolved gives a refusal, never the outside picture."""
+    import subprocess
+
+    from dashboard.results.thumbnails import extract_one
+    from dashboard.safe_open import OutsideRoot, resolve_inside
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for folder, size in ((root / "sub", "64x36"), (outside, "40x40")):  # 16:9 inside, square outside
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration=1",
+                        "-c:v", "libx264", "-preset", "ultrafast", str(folder / "v.mp4")], check=True)
+    real = resolve_inside(root, "sub/v.mp4")  # checked while sub is still the real folder
+    os.rename(root / "sub", root / "sub.real")
+    os.symlink(outside, root / "sub")
+    try:
+        with pytest.raises(OutsideRoot):
+            extract_one(real, 5, 32, 25.0, tmp_path / "thumb.jpg")
+    finally:
+        os.unlink(root / "sub")
+        os.rename(root / "sub.real", root / "sub")
+    made = extract_one(real, 5, 32, 25.0, tmp_path / "thumb.jpg")
+    size = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0",
+                           str(made)], capture_output=True, text=True, check=True).stdout.strip()
+    assert size == "32,18"  # the inside video's shape (the outside one is square)
