@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import sqlite3
 import signal
 import socket
 import sys
@@ -46,42 +47,42 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def token_from_environment(may_restart: bool = True) -> str | None:
-    """The access token, from DASHBOARD_TOKEN_FILE (a file only its owner reads)
-    or DASHBOARD_TOKEN; never left where a step could read it.
+    """The access token, from DASHBOARD_TOKEN_FILE or DASHBOARD_TOKEN, kept out
+    of the steps' environment and out of this process's /proc/<pid>/environ.
 
     A process's initial environment stays readable in /proc/<pid>/environ by
     every process of the same user, the steps included, even after the
-    variable is deleted from os.environ. So a token given in the environment
-    makes the dashboard start itself again without it (same pid, same
-    arguments), handing the token over through a pipe that is read and closed
-    at once."""
+    variable is deleted from os.environ. So when DASHBOARD_TOKEN is set, the
+    dashboard starts itself again without it (same pid, same arguments),
+    handing the token over through a pipe that is read and closed at once."""
     fd_text = os.environ.pop(TOKEN_FD_ENV, None)
     if fd_text is not None:
-        fd = int(fd_text)
-        with os.fdopen(fd, "rb") as pipe:
+        with os.fdopen(int(fd_text), "rb") as pipe:
             return pipe.read().decode() or None
     path = os.environ.pop(TOKEN_FILE_ENV, None)  # the steps need not know where it is
     if path:
         token = Path(path).read_text(encoding="utf-8").strip()
         if not token:
             raise ValueError(f"{TOKEN_FILE_ENV}={path} is empty")
-        return token
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        return None
-    if len(token) > 4096:
-        raise ValueError(f"{TOKEN_ENV} is longer than 4096 characters")
-    if not may_restart:  # main() called from Python, not the command line
+    else:
+        token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) > 4096:
+        raise ValueError("the access token is longer than 4096 characters")
+    if TOKEN_ENV not in os.environ or not may_restart:  # main() called from Python: nothing to restart
         return token
     read_end, write_end = os.pipe()
-    os.write(write_end, token.encode())
+    os.write(write_end, (token or "").encode())
     os.close(write_end)
     os.set_inheritable(read_end, True)
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     env[TOKEN_FD_ENV] = str(read_end)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError as exc:
+        raise ValueError(f"cannot start again without {TOKEN_ENV} in the environment (so that steps cannot read "
+                         f"it): {exc.strerror or exc}; give the token in {TOKEN_FILE_ENV} instead") from None
 
 
 def main(argv=None) -> int:
@@ -120,6 +121,10 @@ def main(argv=None) -> int:
         })
     except (StartupError, AlreadyRunning, StorageProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sock.close()
+        return 2
+    except sqlite3.Error as exc:  # e.g. held locked by another program for longer than the busy wait
+        print(f"error: the history database {args.database} cannot be used now: {exc}", file=sys.stderr)
         sock.close()
         return 2
     dashboard = app.extensions["dashboard"]

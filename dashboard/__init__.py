@@ -22,6 +22,7 @@ DEFAULTS = {
     "SSE_MIN_INTERVAL_S": 0.05,
     "SSE_SYSTEM_S": 2.0,
     "SSE_MAX_CLIENTS": 64,
+    "MAX_CONTENT_LENGTH": 1024 * 1024,  # request bodies: options and reviews are a few kB (a 413 beyond)
 }
 
 

@@ -6,8 +6,10 @@ that looks fine while every page answers 500 (a database with one bad page
 passed `/api/health`).
 """
 import os
+import shlex
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 
 class StorageProblem(RuntimeError):
@@ -15,7 +17,7 @@ class StorageProblem(RuntimeError):
 
 
 def _move_aside(path: Path) -> str:
-    return f"move it aside (mv '{path}' '{path}.damaged') and a fresh history is made"
+    return f"move it aside (mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.damaged')}) and a fresh history is made"
 
 
 def check_database(path: Path, newest_schema: int) -> None:
@@ -54,7 +56,7 @@ def _inspect(path: Path) -> tuple[str | None, int]:
         if f.read(16) != b"SQLite format 3\x00":
             return "not an SQLite file", 0
     try:
-        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=10)
     except sqlite3.Error as exc:
         return str(exc), 0
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from .status import RunStatus, SequenceStatus
 
 SCHEMA_VERSION = 6
+CREATE_BUSY_S = 2.0
 # Columns added since version 1: (name, declaration), applied to older files.
 # projects_dir (version 3): the folder a run worked on; NULL for the runs of
 # older files, which did not record it. scenes and error_line (version 4): what
@@ -124,21 +125,40 @@ class RunStore:
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                     raise
-                self.problem = f"the history database {self.path} cannot be read ({exc}); runs still work, " \
-                               f"but the history is incomplete: stop the dashboard and move the file aside"
+                self.problem = f"the history database {self.path} cannot be read ({exc}): steps still run and " \
+                               f"show here while they do, but the history misses them; stop the dashboard and " \
+                               f"move the file aside (a fresh history is made)"
                 return None if one else []
 
     def create(self, step_id: str, started_at: float, trigger: str = "user", sequence_id=None,
                argv=None, status: str = RunStatus.RUNNING.value, projects_dir: str | None = None,
                options: dict | None = None) -> int:
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv, projects_dir, options)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (step_id, status, trigger, sequence_id, started_at, json.dumps(argv) if argv is not None else None,
-                 projects_dir, json.dumps(options) if options is not None else None),
-            )
+            # A launch waits at most CREATE_BUSY_S for a database another program
+            # holds (the runner's lock is held meanwhile): then it is refused in words.
+            self._db.execute(f"PRAGMA busy_timeout = {int(min(CREATE_BUSY_S, self.busy_timeout) * 1000)}")
+            try:
+                cur = self._insert_run(
+                    "INSERT INTO runs (step_id, status, trigger, sequence_id, started_at, argv, projects_dir, options)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (step_id, status, trigger, sequence_id, started_at,
+                     json.dumps(argv) if argv is not None else None,
+                     projects_dir, json.dumps(options) if options is not None else None),
+                )
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             return cur.lastrowid
+
+    def _insert_run(self, sql: str, params):
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # damaged, not busy or full
+                self.problem = self.problem or (
+                    f"the history database {self.path} is damaged ({exc}): steps still run and show here while "
+                    f"they do, but the history misses them; stop the dashboard and move the file aside "
+                    f"(a fresh history is made)")
+            raise
 
     def update(self, run_id: int, **fields) -> None:
         unknown = set(fields) - _UPDATABLE

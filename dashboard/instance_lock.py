@@ -18,6 +18,10 @@ class AlreadyRunning(RuntimeError):
     """Another live dashboard holds this history; the message names it."""
 
 
+class LockUnavailable(AlreadyRunning):
+    """The lock file cannot be made (a read-only folder, a file where a folder should be)."""
+
+
 def lock_path_of(db_path: Path) -> Path:
     return Path(str(db_path) + ".lock")
 
@@ -29,8 +33,12 @@ class InstanceLock:
 
     def acquire(self) -> "InstanceLock":
         """Take the lock or raise AlreadyRunning (or OSError when the folder cannot be written)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise LockUnavailable(f"cannot create {self.path} beside the history database: "
+                                  f"{exc.strerror or exc}; give --database a file in a folder you can write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

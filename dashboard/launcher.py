@@ -60,8 +60,11 @@ class Launcher:
             # history would point at an empty log.
             log.close()
             raise StartFailed(log_not_opened(run.log_rel, str(failed.strerror or failed)))
-        self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at,
-                          tracking={"tag": run_tag(run.id), "escapees": []})
+        try:
+            self.store.update(run.id, log_path=run.log_rel, argv=argv, updated_at=run.started_at,
+                              tracking={"tag": run_tag(run.id), "escapees": []})
+        except sqlite3.Error as exc:  # a damaged or locked history: the step runs all the same
+            self.log.error("run %s of %s: its start is not recorded in the history: %s", run.id, step.id, exc)
         try:
             proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

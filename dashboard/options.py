@@ -25,6 +25,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]{0,63}$")
 KNOWN_KEYS = {"name", "label", "type", "default", "min", "max", "exclusive", "auto", "choices", "help", "flag"}
 AUTO = "auto"
+MAX_VIDEOS_BYTES = 100_000  # one argument may be 128 KiB on Linux (MAX_ARG_STRLEN)
 VIDEOS_SHOWN = 3  # a summary names this many chosen videos, then counts the rest
 
 
@@ -160,7 +161,12 @@ def check_value(option: Option, value):
             return None
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise bad("must be null (every video) or a non-empty list of video paths")
-        return list(dict.fromkeys(v.strip() for v in value))  # each once, in the order given
+        # Names as given: " a.mp4" is another video than "a.mp4".
+        chosen = list(dict.fromkeys(value))  # each once, in the order given
+        if len(json.dumps(chosen)) > MAX_VIDEOS_BYTES:
+            raise bad(f"names {len(chosen)} videos, too many for one command line: choose fewer "
+                      f"(or leave it empty for every video)")
+        return chosen
     return _number(option, value, bad)
 
 
@@ -171,8 +177,10 @@ def _number(option: Option, value, bad):
     either = " or \"auto\"" if option.auto else ""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
         raise bad(f"must be {'a whole number' if whole else 'a number'}{either}")
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise bad("must be a finite number")
+    if isinstance(value, int) and abs(value) > 2**53:  # a 400-digit integer is no decoder count
+        raise bad(f"must be {_range(option)}")
     low, high = option.min, option.max
     if option.exclusive:
         outside = (low is not None and value <= low) or (high is not None and value >= high)

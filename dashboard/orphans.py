@@ -45,12 +45,15 @@ class Orphans:
         self._thread: threading.Thread | None = None
 
     def _adopted(self, want_zombies: bool) -> list[psutil.Process]:
-        own = set(self.own_children())
-        found = []
         try:
             children = psutil.Process().children()
         except psutil.Error:
             return []
+        # After the scan, not before: a step started meanwhile is registered
+        # (own_children waits for the runner's lock, which its launch holds until
+        # then), so its main process, seen in the scan, is never taken for an orphan.
+        own = set(self.own_children())
+        found = []
         for child in children:
             try:
                 if child.pid in own or os.getsid(child.pid) == self._session:

@@ -55,6 +55,9 @@ class NotReady(LaunchError):
         self.fix = fix
 
 
+UNRECORDED_IDS = 10**12  # ids of runs a damaged history could not record start above this
+
+
 class HistoryUnavailable(LaunchError):
     """The history cannot record a new run (damaged, locked, full disk)."""
 
@@ -190,11 +193,16 @@ class Runner:
         folder = str(self.projects_dir)
         try:
             run_id = self.store.create(step.id, started, trigger, sequence_id, projects_dir=folder, options=options)
-        except sqlite3.Error as exc:
-            # No row, so no phantom "running" run: the user is told, nothing starts.
+        except sqlite3.OperationalError as exc:
+            # Locked by another program, a full disk: no row, so no phantom "running"
+            # run; the user is told, nothing starts.
             self.log.error("%s not started: the history cannot record a new run: %s", step.id, exc)
             raise HistoryUnavailable(f"{step.name} was not started: the history database cannot record a new "
-                                     f"run ({exc}); see app.log") from None
+                                     f"run now ({exc}); see app.log") from None
+        except sqlite3.DatabaseError as exc:
+            # A damaged file: the step still runs (shown live, with its log); the history misses it.
+            run_id = self._unrecorded_id()
+            self.log.error("run %s of %s is not in the history, whose file is damaged: %s", run_id, step.id, exc)
         run = Run(run_id, step, started, trigger, sequence_id, log_rel_of(step.id, run_id, started), folder,
                   options)
         try:
@@ -211,6 +219,11 @@ class Runner:
         self._threads[run_id] = thread
         thread.start()
         return run
+
+    def _unrecorded_id(self) -> int:
+        """An id for a run the damaged history could not record, above any it holds."""
+        self._unrecorded = getattr(self, "_unrecorded", UNRECORDED_IDS) + 1
+        return self._unrecorded
 
     def step_pids(self) -> list[int]:
         """The main processes of the running steps (the children the runner started)."""
@@ -251,10 +264,11 @@ class Runner:
                 del self._active[run.step.id]
             self._latest[run.step.id] = run
             self._threads.pop(run.id, None)
-        # Outside the lock: a database held by another program must not stall
-        # every page that asks the runner something (it waits up to 10 s, then retries).
+        self._publish_around(run.step.id)  # the pages show the live state at once
+        # Outside the lock: a database held by another program must not stall the
+        # pages (it waits up to its busy timeout, then retries in the background).
+        # Those who wait on the run hear of its end once it is recorded or queued.
         self.record.save_end(run, fields)
-        self._publish_around(run.step.id)
         self._notify_ended(run)
 
     def _notify_ended(self, run: Run) -> None:

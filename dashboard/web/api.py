@@ -68,8 +68,8 @@ def _options_of_body() -> dict | None:
         return None
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _BadBody(400, f"the request body is not JSON ({exc}); send {{\"options\": {{...}}}} or nothing")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _BadBody(400, f"the request body is not JSON ({str(exc)[:120]}); send {{\"options\": {{...}}}} or nothing")
     if not isinstance(body, dict):
         raise _BadBody(422, "the request body must be a JSON object: {\"options\": {name: value}}")
     unknown = sorted(set(body) - {"options"})

@@ -128,6 +128,8 @@ def events():
             clients.leave(stream_id)
 
     response = current_app.response_class(stream(), mimetype="text/event-stream")
+    # A body never iterated (HEAD, a client gone at once) never runs the generator's finally.
+    response.call_on_close(lambda: clients.leave(stream_id))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response

@@ -59,6 +59,8 @@ def _run(svc: Dashboard, run_arg: str) -> LogChoice:
         choice.error = f"The log of run #{run_id} is refused: {exc}."
     except FileNotFoundError:
         choice.error = f"The log file of run #{run_id} ({row['log_path']}) is no longer in the logs folder."
+    except OSError as exc:
+        choice.error = f"The log file of run #{run_id} cannot be read: {exc.strerror or exc}."
     else:
         if choice.file is None:
             choice.error = f"Run #{run_id} has no log file: it could not be started (see its reason in the History)."

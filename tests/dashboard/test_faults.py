@@ -210,3 +210,21 @@ def test_after_a_kill_9_of_the_server_the_restart_ends_the_run_s_daemon_too(path
     second = app_process()
     assert second.call("GET", f"/api/runs/{run_id}")[1]["status"] == "interrupted"
     wait_for(lambda: not alive(daemon) and not alive(leader), timeout=15, message="the daemon to be ended")
+
+
+def test_a_history_whose_lock_cannot_be_made_is_one_line(paths, tmp_path):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    (tmp_path / "afile").write_text("x")
+    paths["db"] = tmp_path / "afile" / "runs.sqlite3"
+    one_line_refusal(start_app(paths), "cannot create", "--database")
+
+
+def test_a_healthy_history_in_a_folder_with_an_odd_name_is_checked_as_it_is(paths, tmp_path, app_process):
+    # '?' and '%25' in the path must not be read as parts of an SQLite URI.
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    folder = tmp_path / "we?ird %25"
+    folder.mkdir()
+    paths["db"] = folder / "runs.sqlite3"
+    make_history(paths["db"], runs=3)
+    assert app_process().call("GET", "/api/runs")[1]["total"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("we")) == ["we?ird %25"]

@@ -164,3 +164,9 @@ def test_a_database_damaged_while_running_keeps_the_pages_up_and_says_so(make_ap
         assert client.get(url).status_code == 200, url
     assert svc.store.problem and "cannot be read" in svc.store.problem
     assert "move the file aside" in client.get("/").get_data(as_text=True)
+    # Steps still run: shown live, with their log, though the history cannot keep them.
+    answer = client.post("/api/steps/s/run")
+    assert answer.status_code == 202, answer.get_json()
+    again = svc.runner.latest("s")
+    assert again.id != run.id and again.done.wait(30) and again.status.value == "succeeded"
+    assert client.get(f"/api/runs/{again.id}").get_json()["status"] == "succeeded"

@@ -52,6 +52,7 @@ def test_the_log_routes_never_serve_an_outside_file(client, paths, swapped):
     urls = ["/api/logs/file?path=sub/a.log", "/logs/download?path=sub/a.log", "/logs?path=sub/a.log"]
     codes = race(client, urls, sub, swapped)
     assert codes.get(200, 0) > 0 and sum(codes.values()) == 3 * 2000
+    assert codes.get(403, 0) > 0, codes  # the swap did happen while routes answered
 
 
 def test_ffmpeg_never_reads_a_video_swapped_in_after_its_check(tmp_path):

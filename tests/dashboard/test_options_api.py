@@ -66,6 +66,10 @@ def children():
     ({"options": [0.3]}, 422, "options must be an object"),
     ({"option": {}}, 422, "unknown key 'option' in the request body"),
     ([1, 2], 422, "the request body must be a JSON object"),
+    ({"options": {"num_workers": 10**400}}, 422, "option num_workers: must be between 1 and 64"),
+    ({"options": {"threshold": 10**400}}, 422, "option threshold: must be between 0 and 1"),
+    ({"options": {"videos": [" a, b.mp4"]}}, 422, "option videos: ' a, b.mp4' is not a video"),
+    ({"options": {"videos": [f"sub/{'x' * 70}{i}.mov" for i in range(2000)]}}, 422, "too many for one command line"),
 ])
 def test_a_refused_option_is_a_422_naming_it_and_nothing_runs(echo_app, paths, body, status, words):
     (paths["projects"].parent / "outside.mp4").write_bytes(b"x")
@@ -168,3 +172,14 @@ def test_the_card_offers_the_options_collapsed_with_the_folder_s_videos(echo_app
     declared = json.loads(html.split('<script id="step-options" type="application/json">', 1)[1].split("</script>")[0])
     assert [o["name"] for o in declared["echo"]] == ["threshold", "force", "videos", "num_workers"]
     assert declared["plain"] == []
+
+
+def test_a_deeply_nested_or_huge_body_is_a_clear_4xx(echo_app):
+    client = echo_app.test_client()
+    nested = client.post("/api/steps/echo/run", data="[" * 100_000, content_type="application/json",
+                         headers=SAME_SITE)
+    assert nested.status_code == 400 and "not JSON" in nested.get_json()["error"]
+    huge = client.post("/api/steps/echo/run", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                       content_type="application/json", headers=SAME_SITE)
+    assert huge.status_code == 413
+    assert echo_app.extensions["dashboard"].store.find()[1] == 0
