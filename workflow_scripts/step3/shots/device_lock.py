@@ -1,0 +1,63 @@
+"""One STEP3 model per GPU across runs.
+
+Two runs on different projects folders (two dashboards, a terminal) would
+put two models on one card, each at about half speed. A run that takes a GPU
+holds an flock on a file named after the card (its UUID: indexes change with
+CUDA_VISIBLE_DEVICES) in the system's temporary folder; a second run waits
+for it, after one INFO line naming the run that has it (its pid, from
+/proc/locks). The kernel drops the lock when the run ends, however it ends;
+a cancel (SIGTERM) ends the wait too.
+"""
+import fcntl
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+from shots.folder_lock import _holder_pid
+
+
+def lock_path(key: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:100]
+    return Path(tempfile.gettempdir()) / f"step3-gpu-{safe}.lock"
+
+
+def gpu_key(device: str) -> str:
+    """The card behind a torch device string ("cuda:0"), by UUID where torch gives it."""
+    import torch
+    index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return str(uuid) if uuid else f"index-{index}"
+
+
+class DeviceLock:
+    def __init__(self, key: str, describe: str):
+        self.path = lock_path(key)
+        self.describe = describe
+        self._fd: Optional[int] = None
+
+    def acquire(self, say: Callable[[str], None]) -> "DeviceLock":
+        """Take the card, waiting (after one line through ``say``) while another run has it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError:
+            return self  # no temporary folder to write: run unlocked, as before
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_pid(fd)
+            say(f"waiting for {self.describe}: another STEP3 run ({f'pid {holder}' if holder else 'another process'}) "
+                f"is using it; this run starts when it ends")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
