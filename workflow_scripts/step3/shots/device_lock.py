@@ -23,12 +23,13 @@ def lock_path(key: str) -> Path:
     return Path(tempfile.gettempdir()) / f"step3-gpu-{safe}.lock"
 
 
-def gpu_key(device: str) -> str:
-    """The card behind a torch device string ("cuda:0"), by UUID where torch gives it."""
+def gpu_lock_for(device: str) -> "DeviceLock":
+    """The lock of the card behind a torch device string ("cuda", "cuda:1"),
+    keyed by its UUID where torch gives it."""
     import torch
     index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
     uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    return str(uuid) if uuid else f"index-{index}"
+    return DeviceLock(str(uuid) if uuid else f"index-{index}", f"the GPU cuda:{index}")
 
 
 class DeviceLock:

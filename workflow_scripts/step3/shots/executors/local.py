@@ -80,8 +80,8 @@ class LocalExecutor(Executor):
         except WeightsError as exc:
             raise SetupFailed(str(exc)) from None
         if self.model_device.startswith("cuda"):  # one model per card across runs (device_lock.py)
-            from shots.device_lock import DeviceLock, gpu_key
-            self.gpu_lock = DeviceLock(gpu_key(self.model_device), f"the GPU {self.model_device}").acquire(events.info)
+            from shots.device_lock import gpu_lock_for
+            self.gpu_lock = gpu_lock_for(self.model_device).acquire(events.info)
 
     def run(self, jobs: List[VideoJob], events: RunEvents) -> None:
         if self.predictor is None:
