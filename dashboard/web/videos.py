@@ -21,7 +21,10 @@ from ..safe_open import OutsideRoot, open_inside
 from . import dashboard, error, int_arg
 
 bp = Blueprint("videos", __name__)
-THUMB_WAIT_S = 30
+# A request thread waits this long for a thumbnail the pool is making, then
+# answers 503 + Retry-After and the page asks again: request threads are never
+# held for ffmpeg (a page of 1,800 cuts asks for thousands).
+THUMB_WAIT_S = 0.25
 PATH_PREFIXES = ("/api/videos/", "/media/", "/videos/")
 
 
@@ -197,7 +200,9 @@ def frame(relative):
         # The work is the pool's; this thread only waits for its file.
         path = future.result(timeout=THUMB_WAIT_S)
     except TimeoutError:
-        return error(503, "the thumbnail is still being made: ask again")
+        response = error(503, "the thumbnail is still being made: ask again")
+        response.headers["Retry-After"] = "1"
+        return response
     except (RuntimeError, OSError) as exc:
         return error(500, str(exc))
     response = send_file(path, mimetype="image/jpeg", max_age=3600)

@@ -109,7 +109,13 @@
     img.loading = "lazy";
     img.width = 160;
     img.alt = `${label}: frame ${frame}`;
-    img.src = `${root.dataset.frame}?n=${frame}&w=160`;
+    const url = `${root.dataset.frame}?n=${frame}&w=160`;
+    // Not ready yet (503 while ffmpeg makes it, or the queue is full): ask again.
+    let tries = 0;
+    img.addEventListener("error", () => {
+      if (++tries <= 60) setTimeout(() => { img.src = `${url}&try=${tries}`; }, 1000 + 250 * Math.min(tries, 8));
+    });
+    img.src = url;
     figure.appendChild(img);
     figure.appendChild(el("figcaption", "muted", `${label} · ${frame}`));
     return figure;
