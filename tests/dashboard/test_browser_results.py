@@ -40,6 +40,8 @@ def server(live_server, paths):
 
 def test_video_page_plot_cuts_thumbnails_threshold_and_review(server, browser, artifacts, paths):
     driver = browser
+    driver.get("about:blank")
+    driver.get_log("browser")  # what earlier tests' pages logged is theirs
     open_page(driver, server.url)
     assert driver.find_element(By.ID, "video-name").text == "demo/sample.mp4"
     assert cut_count(driver) == 107  # 108 scenes
@@ -95,7 +97,9 @@ def test_video_page_plot_cuts_thumbnails_threshold_and_review(server, browser, a
     assert driver.find_element(By.ID, "export-source").text == "(the reviewed list)"
     assert driver.find_element(By.ID, "threshold-value").text == "0.50"
     driver.save_screenshot(str(artifacts / "video_page.png"))
-    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    # A thumbnail still being made answers 503 and the page asks again: expected, not an error.
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+              and not ("/frame?" in e["message"] and "503" in e["message"])]
     assert severe == []
 
     driver.get(server.url + "/videos")
