@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from dashboard import DEFAULTS, create_app
 from dashboard.db_check import StorageProblem
-from dashboard.instance_lock import AlreadyRunning
+from dashboard.instance_lock import AlreadyRunning, holder_of
 from dashboard.security import StartupError
 
 TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_FD_ENV = "DASHBOARD_TOKEN", "DASHBOARD_TOKEN_FILE", "_DASHBOARD_TOKEN_FD"
@@ -103,7 +103,9 @@ def main(argv=None) -> int:
     try:
         sock = listen(args.host, args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        holder = holder_of(Path(args.database).resolve())
+        who = f" (another dashboard, {holder}, already uses this history)" if holder else ""
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}{who}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{sock.getsockname()[1]}/"

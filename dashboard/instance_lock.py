@@ -74,6 +74,24 @@ class InstanceLock:
         return self._fd is not None
 
 
+def holder_of(db_path: Path) -> str | None:
+    """Who holds the history's lock ("pid N, on URL"), or None when nobody
+    does: for a start-up that failed earlier (a busy port) to say why."""
+    try:
+        fd = os.open(lock_path_of(Path(db_path)), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _describe(os.pread(fd, 4096, 0))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _describe(raw: bytes) -> str:
     try:
         data = json.loads(raw.decode() or "{}")

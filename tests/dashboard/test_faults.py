@@ -228,3 +228,11 @@ def test_a_healthy_history_in_a_folder_with_an_odd_name_is_checked_as_it_is(path
     make_history(paths["db"], runs=3)
     assert app_process().call("GET", "/api/runs")[1]["total"] == 3
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("we")) == ["we?ird %25"]
+
+
+def test_make_run_twice_a_busy_port_names_the_dashboard_that_has_it(paths, app_process):
+    write_workflow(paths["workflow"], [step("s", "sleeper.py")])
+    first = app_process()
+    port = first.url.rsplit(":", 1)[1]
+    out = start_app(paths, "--port", port)  # the same port and the same history, as `make run` twice
+    one_line_refusal(out, f"cannot listen on 127.0.0.1:{port}", f"another dashboard, pid {first.proc.pid}")
