@@ -9,7 +9,6 @@ same FAILED/SUCCESS/SUMMARY lines. A decoding worker or the model actor
 killed mid-run changes nothing in the results; a cancelled run leaves none of
 its Ray processes behind; a video one node cannot read is one clear line.
 """
-import json
 import os
 import re
 import secrets
