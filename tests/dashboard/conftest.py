@@ -132,8 +132,18 @@ def live_server(make_app):
         server.stop()
 
 
+@pytest.fixture
+def browser(_chromium):
+    """The session's Chromium on a blank page, its console emptied: what the
+    previous test's page logged (its event stream retrying a server that was
+    stopped) is not this test's."""
+    _chromium.get("about:blank")
+    _chromium.get_log("browser")
+    return _chromium
+
+
 @pytest.fixture(scope="session")
-def browser():
+def _chromium():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
