@@ -58,29 +58,19 @@ def _opened_path(fd: int, joined: str) -> str:
     return real
 
 
-def open_inside(root: Union[str, Path], relative: str) -> BinaryIO:
-    """``root/relative`` opened for reading, if what was opened is a regular file
-    inside ``root`` (after every link). Raises OutsideRoot, FileNotFoundError or
-    IsADirectoryError; the caller closes the file."""
-    relative = check_form(relative)
-    root_real = os.path.realpath(root)
-    joined = os.path.join(root_real, relative)
-    # O_NONBLOCK: opening a FIFO someone put there must not hang a request thread.
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+# O_NONBLOCK: opening a FIFO someone put there must not hang a request thread.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def _keep_if(fd: int, path: str, fits, refusal: str) -> BinaryIO:
+    """The open ``fd`` as a blocking file if the real path of what it is passes
+    ``fits`` and it is a regular file; otherwise it is closed and refused."""
     try:
-        fd = os.open(joined, flags)
-    except OSError as exc:
-        if exc.errno in (2, 20):  # ENOENT, ENOTDIR
-            raise FileNotFoundError(relative) from None
-        if exc.errno == 36:  # ENAMETOOLONG
-            raise OutsideRoot("the path is too long") from None
-        raise
-    try:
-        if not _inside(_opened_path(fd, joined), root_real):
-            raise OutsideRoot("the path leads out of its folder")
+        if not fits(_opened_path(fd, path)):
+            raise OutsideRoot(refusal)
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise IsADirectoryError(relative)
+            raise IsADirectoryError(path)
         if not stat.S_ISREG(mode):
             raise OutsideRoot("not a regular file")
         os.set_blocking(fd, True)
@@ -90,6 +80,24 @@ def open_inside(root: Union[str, Path], relative: str) -> BinaryIO:
         raise
 
 
+def open_inside(root: Union[str, Path], relative: str) -> BinaryIO:
+    """``root/relative`` opened for reading, if what was opened is a regular file
+    inside ``root`` (after every link). Raises OutsideRoot, FileNotFoundError or
+    IsADirectoryError; the caller closes the file."""
+    relative = check_form(relative)
+    root_real = os.path.realpath(root)
+    joined = os.path.join(root_real, relative)
+    try:
+        fd = os.open(joined, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in (2, 20):  # ENOENT, ENOTDIR
+            raise FileNotFoundError(relative) from None
+        if exc.errno == 36:  # ENAMETOOLONG
+            raise OutsideRoot("the path is too long") from None
+        raise
+    return _keep_if(fd, joined, lambda opened: _inside(opened, root_real), "the path leads out of its folder")
+
+
 def open_exactly(real: Union[str, Path]) -> BinaryIO:
     """The file at ``real``, a path resolve_inside gave earlier, opened for
     reading only if what was opened is still that very path: a folder on the
@@ -97,18 +105,8 @@ def open_exactly(real: Union[str, Path]) -> BinaryIO:
     For programs that read the file themselves (ffmpeg reads
     ``/proc/self/fd/N`` of this file, see results/thumbnails.py)."""
     real = os.fspath(real)
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(real, flags)
-    try:
-        if _opened_path(fd, real) != real:
-            raise OutsideRoot("the path changed while it was being opened")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OutsideRoot("not a regular file")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = os.open(real, _READ_FLAGS)
+    return _keep_if(fd, real, lambda opened: opened == real, "the path changed while it was being opened")
 
 
 def resolve_inside(root: Union[str, Path], relative: str) -> Path:

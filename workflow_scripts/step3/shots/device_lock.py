@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from shots.folder_lock import _holder_pid
+from shots.folder_lock import lock_or_holder
 
 
 def lock_path(key: str) -> Path:
@@ -45,16 +45,17 @@ class DeviceLock:
         except OSError:
             return self  # no temporary folder to write: run unlocked, as before
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_pid(fd)
-            say(f"waiting for {self.describe}: another STEP3 run ({f'pid {holder}' if holder else 'another process'}) "
-                f"is using it; this run starts when it ends")
-            try:
+            holder = lock_or_holder(fd)
+            if holder is not None:
+                say(f"waiting for {self.describe}: another STEP3 run ({holder}) is using it; "
+                    f"this run starts when it ends")
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
+        except OSError:
+            os.close(fd)  # a file system without flock: run unlocked, as before
+            return self
+        except BaseException:  # a cancel while waiting
+            os.close(fd)
+            raise
         self._fd = fd
         return self
 

@@ -32,16 +32,14 @@ class FolderLock:
         except OSError:
             return self
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_pid(fd)
-            os.close(fd)
-            who = f"pid {holder}" if holder else "another process"
-            raise FolderBusy(f"{self.target} is being analysed by another STEP3 run ({who}); "
-                             f"run this one when it has ended") from None
+            holder = lock_or_holder(fd)
         except OSError:
             os.close(fd)  # a file system without flock: run unlocked, as before
             return self
+        if holder is not None:
+            os.close(fd)
+            raise FolderBusy(f"{self.target} is being analysed by another STEP3 run ({holder}); "
+                             f"run this one when it has ended")
         self._fd = fd
         return self
 
@@ -55,6 +53,18 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def lock_or_holder(fd: int) -> Optional[str]:
+    """Take an exclusive flock on ``fd`` without waiting: None when taken, else
+    who has it ("pid N", or "another process" when /proc/locks does not say).
+    OSError when the file system has no flock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        holder = _holder_pid(fd)
+        return f"pid {holder}" if holder else "another process"
 
 
 def _holder_pid(fd: int) -> Optional[int]:
