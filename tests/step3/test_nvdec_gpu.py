@@ -13,6 +13,10 @@ from conftest import copy_to, ffmpeg
 from shots.config import load_config
 from shots.driver import Driver
 from shots.executors.local import LocalExecutor, ffmpeg_source
+from shots.frames.ffmpeg_reader import FrameReader
+from shots.frames.messages import DecodeTask, FramesReady, TaskDone, TaskFailed
+from shots.frames.probe import probe
+from shots.frames.segments import WHOLE_VIDEO, plan_segments
 from shots.report import Reporter
 from stepkit.result_check import load_result
 
@@ -97,7 +101,8 @@ def test_nvdec_gives_the_cpu_results(tmp_path, nvdec, clips, sample_video, weigh
 
 def test_long_video_in_nvdec_segments(tmp_path, nvdec, sample_video, weights_path, monkeypatch):
     from shots.frames import mixed_source
-    monkeypatch.setattr(mixed_source, "SEGMENT_FRAMES", 1000)  # the sample (5,301 frames) in segments
+    # The sample (5,301 frames) in NVDEC segments of about 1,000 frames.
+    monkeypatch.setattr(mixed_source, "SEGMENT_SECONDS", mixed_source.nvdec_seconds(probe(sample_video), 1000))
     for folder in ("cpu", "gpu"):
         copy_to(sample_video, tmp_path / folder, "sample.mp4")
     run(tmp_path / "cpu", tmp_path / "logs")
@@ -110,10 +115,10 @@ def test_long_video_in_nvdec_segments(tmp_path, nvdec, sample_video, weights_pat
 
 def test_a_decoder_error_mid_video_redoes_that_video_on_the_cpu(tmp_path, nvdec, clips, weights_path):
     class Failing(nvdec._TaskRun):
-        def add(self, frame):
+        def add(self, frames):
             if self.task.info.path.name == "bad.mp4" and self.count + self.filled >= 100:
                 raise RuntimeError("injected decoder error")
-            return super().add(frame)
+            return super().add(frames)
 
     class FailingSource(nvdec.NvdecFrameSource):
         def _task_run(self, session, task, time_base, offset):
@@ -129,3 +134,51 @@ def test_a_decoder_error_mid_video_redoes_that_video_on_the_cpu(tmp_path, nvdec,
     assert len(warned) == 1 and "injected decoder error" in warned[0] and "ffmpeg on the CPU" in warned[0]
     assert compare(tmp_path / "cpu", tmp_path / "gpu", "bad")["frame_source"] == "ffmpeg"
     assert compare(tmp_path / "cpu", tmp_path / "gpu", "good")["frame_source"] == "nvdec"
+
+
+def decode_on(source, task):
+    frames, report = [], None
+    source.submit(task)
+    while report is None:
+        for message in source.poll(0.05):
+            if isinstance(message, FramesReady):
+                frames.append(message.chunk.take())
+            elif isinstance(message, TaskDone):
+                report = message.report
+            elif isinstance(message, TaskFailed):
+                pytest.fail(message.cause)
+    return np.concatenate(frames), report
+
+
+def decode_on_cpu(task):
+    seg = task.segment
+    reader = FrameReader(task.info, chunk=500, start=seg.start, max_frames=seg.frames, absolute=seg.frames is not None)
+    frames = []
+    while (chunk := reader.read()) is not None:
+        frames.append(chunk)
+    return np.concatenate(frames), reader.finish()
+
+
+def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
+    """Byte for byte, with the same timestamps: whole videos, and segments
+    (ThreadedDecoder's seek) of a full-HD one, in batches that must not be
+    overwritten by the decoder's thread while they are copied."""
+    hd = tmp_path / "hd.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=12,noise=alls=30:allf=t",
+           "-colorspace", "bt709", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
+           str(hd))
+    source = nvdec.NvdecFrameSource(sessions=2)
+    try:
+        tasks = [DecodeTask(i, probe(p), WHOLE_VIDEO) for i, p in enumerate([hd, *clips.values()])
+                 if nvdec.refusal(probe(p)) is None and probe(p).codec != "av1"]
+        info = probe(hd)
+        tasks += [DecodeTask(100 + i, info, seg) for i, seg in enumerate(plan_segments(info, 60))]
+        assert len(tasks) > 8
+        for task in tasks:
+            got, report = decode_on(source, task)
+            want, want_report = decode_on_cpu(task)
+            name = f"{task.info.path.name} from frame {task.segment.first}"
+            assert got.shape == want.shape and np.array_equal(got, want), name
+            assert report.timestamps == want_report.timestamps, name
+    finally:
+        source.close()

@@ -86,7 +86,7 @@ class DecodeScheduler:
         can_take = getattr(self.source, "can_take", None)
         while free and ready:
             if can_take is not None:
-                ready = [j for j in ready if can_take(j.path)]
+                ready = [j for j in ready if can_take(j.path, self._next_frames(j))]
                 if not ready:
                     break
             job = ready[0]
@@ -96,6 +96,12 @@ class DecodeScheduler:
                 ready.sort(key=lambda j: -self._remaining_seconds(j))
             else:
                 ready.pop(0)
+
+    @staticmethod
+    def _next_frames(job: VideoJob) -> Optional[int]:
+        seg = next(s for s in job.segments if s.task_id is None)
+        expected = job.info.expected_frames
+        return seg.plan.frames if seg.plan.frames is not None else (expected - seg.plan.first if expected else None)
 
     def _submit(self, job: VideoJob, index: int) -> None:
         self._next_task += 1

@@ -1,29 +1,57 @@
 """NVDEC and the ffmpeg decoders side by side, as one frame source.
 
-Each video is routed when it is planned: large pictures NVDEC decodes go to
-it (long ones in segments of a few thousand frames, one decoder session
-each), the rest to the ffmpeg decoder processes (split as usual), so both
-work at once. The scheduler asks ``can_take`` before it hands a video over.
-A video NVDEC gives up on (a decoder error, a codec the card lacks) is
-decoded again by ffmpeg, and that codec is not tried on NVDEC again in the
-run. ``take_notes`` hands the executor one line per routing decision.
+Every video NVDEC can decode is cut into segments either side can take, and
+each segment goes to whichever side is free when its turn comes: large
+pictures to NVDEC first, small ones to the ffmpeg decoders first (a 160x90
+frame costs one CPU core ~0.2 ms, less than an NVDEC session's own
+overhead). A side takes the other's kind of work only when that shortens
+the run: the CPU takes a large-picture segment only while NVDEC has more
+than that segment's CPU time still waiting for each session, and NVDEC takes
+a small-picture segment only when no large one waits and it would finish
+before the CPU's queue drains. So both kinds of decoder work at once and
+neither leaves a long tail. A video NVDEC gives up on (a decoder error, a
+codec the card lacks) is decoded again by ffmpeg, and that codec is not
+tried on NVDEC again in the run. ``take_notes`` hands the executor one line
+per video saying where it goes.
 """
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from shots.frames.messages import DecodeTask, FramesReady, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.nvdec_source import NvdecFrameSource, refusal
-from shots.frames.probe import VideoInfo, probe
-from shots.frames.segments import WHOLE_VIDEO, plan_segments
+from shots.frames.probe import VideoInfo
+from shots.frames.segments import MIN_SEGMENT_FRAMES, WHOLE_VIDEO, plan_segments, plan_video
 from shots.frames.source import FrameSource
 
-# Below this many pixels a frame decodes faster on one CPU core than NVDEC
-# gains (a 160x90 frame: ~0.2 ms with ffmpeg) and the CPU decoders take it.
+# Below this many pixels a frame goes to the CPU decoders first.
 MIN_PIXELS = 640 * 360
-# Frames per NVDEC task of a long video: a session starts in tens of
-# milliseconds, and a 1080p session decodes ~600 frames/s.
-SEGMENT_FRAMES = 4000
+# Seconds of one NVDEC session per segment of a large picture: a task costs
+# a decoder's start and a seek (tens of milliseconds).
+SEGMENT_SECONDS = 2.0
+# An NVDEC session's time per frame: a fixed part (the Python side, the
+# conversion's kernels) and a part per pixel (H200, 8 sessions: 1080p
+# ~560 frames/s a session, 160x90 ~1,600).
+FRAME_COST_S = 6e-4
+PIXEL_COST_S = 5.8e-10
+# The CPU's estimate (segments.decode_seconds) is optimistic on large
+# pictures when the NVDEC threads share the cores: a CPU decoder takes a
+# large-picture segment only with this margin.
+CPU_MARGIN = 1.5
+
+
+def nvdec_seconds(info: VideoInfo, frames: Optional[int]) -> float:
+    n = frames if frames is not None else (info.expected_frames or 0)
+    return n * (FRAME_COST_S + PIXEL_COST_S * info.width * info.height)
+
+
+@dataclass
+class _Video:
+    info: VideoInfo
+    nvdec_first: bool         # a large picture
+    either: bool              # NVDEC may decode it
+    waiting: Dict[int, int]   # segment's first frame -> its frames, not submitted yet
 
 
 class MixedFrameSource(FrameSource):
@@ -31,7 +59,7 @@ class MixedFrameSource(FrameSource):
         self.nvdec, self.cpu = nvdec, cpu
         self.min_pixels = min_pixels
         self._lock = threading.Lock()
-        self._route: Dict[Path, str] = {}
+        self._videos: Dict[Path, _Video] = {}
         self._owner: Dict[int, FrameSource] = {}
         self._infos: Dict[int, VideoInfo] = {}  # NVDEC's tasks
         self._gave_frames: Set[int] = set()     # NVDEC's tasks that gave frames
@@ -57,37 +85,73 @@ class MixedFrameSource(FrameSource):
             return "NVDEC failed on it earlier"
         if info.codec in self._refused_codecs:
             return f"NVDEC failed on {info.codec} earlier in this run ({self._refused_codecs[info.codec]})"
-        why = refusal(info)
-        if why:
-            return why
-        if info.width * info.height < self.min_pixels:
-            return f"small picture ({info.width}x{info.height}): faster on the CPU"
-        return None
+        return refusal(info)
 
+    # -- planning ---------------------------------------------------------------------------
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
-        info = probe(path)
-        why = self._why_cpu(path, info)
-        with self._lock:
-            self._route[path] = "cpu" if why else "nvdec"
+        info, segments = plan_video(path)  # probed; split below by the side it goes to first
+        why = self._why_cpu(Path(path), info)
+        big = info.width * info.height >= self.min_pixels
+        if why or not big:
+            info, segments = self.cpu.plan(path, split)  # segments sized for a CPU decoder
         if why:
             self._note(f"{path.name}: decoded by ffmpeg on the CPU: {why}")
-            return self.cpu.plan(path, split)
-        self._note(f"{path.name}: decoded by NVDEC on the GPU")
-        segments = None
-        if split and info.expected_frames and info.expected_frames >= 2 * SEGMENT_FRAMES:
-            segments = plan_segments(info, SEGMENT_FRAMES)
+        elif big:
+            self._note(f"{path.name}: decoded by NVDEC on the GPU (ffmpeg takes segments when NVDEC is busy)")
+            target = max(MIN_SEGMENT_FRAMES, int(SEGMENT_SECONDS / nvdec_seconds(info, 1)))
+            if split and info.expected_frames and info.expected_frames >= 2 * target:
+                segments = plan_segments(info, target) or segments
+        else:
+            self._note(f"{path.name}: decoded by ffmpeg on the CPU, small picture ({info.width}x{info.height}); "
+                       f"NVDEC takes segments when it is idle")
+        expected = info.expected_frames or 0
+        waiting = {s.first: (s.frames if s.frames is not None else max(0, expected - s.first)) for s in segments}
+        with self._lock:
+            self._videos[Path(path)] = _Video(info, big and not why, not why, waiting)
         return info, segments or [WHOLE_VIDEO]
 
-    def _target(self, path: Path) -> FrameSource:
+    # -- routing -----------------------------------------------------------------------------
+    def _waiting_seconds(self) -> Tuple[float, float]:
+        """Work not handed out yet: (NVDEC-first seconds per NVDEC session,
+        CPU-first seconds per CPU decoder)."""
+        on_gpu = on_cpu = 0.0
         with self._lock:
-            return self.nvdec if self._route.get(Path(path)) == "nvdec" else self.cpu
+            videos = list(self._videos.values())
+        for v in videos:
+            frames = sum(list(v.waiting.values()))
+            if v.nvdec_first:
+                on_gpu += nvdec_seconds(v.info, frames)
+            else:
+                on_cpu += self.cpu.cost(v.info, frames)
+        return on_gpu / max(1, self.nvdec.capacity), on_cpu / max(1, self.cpu.capacity)
 
-    def can_take(self, path: Path) -> bool:
-        target = self._target(path)
-        return target.idle(target.capacity) > 0
+    def _target(self, info: VideoInfo, frames: Optional[int]) -> Optional[FrameSource]:
+        """The side that should take this task now (None: neither, for now)."""
+        with self._lock:
+            video = self._videos.get(Path(info.path))
+        if video is None or not video.either:
+            return self.cpu if self.cpu.idle(self.cpu.capacity) else None
+        first, second = (self.nvdec, self.cpu) if video.nvdec_first else (self.cpu, self.nvdec)
+        if first.idle(first.capacity):
+            return first
+        if not second.idle(second.capacity):
+            return None
+        gpu_queue, cpu_queue = self._waiting_seconds()
+        if second is self.cpu:
+            return self.cpu if CPU_MARGIN * self.cpu.cost(info, frames) <= gpu_queue else None
+        return self.nvdec if gpu_queue == 0 and nvdec_seconds(info, frames) <= cpu_queue else None
+
+    def can_take(self, path: Path, frames: Optional[int] = None) -> bool:
+        with self._lock:
+            video = self._videos.get(Path(path))
+        return video is not None and self._target(video.info, frames) is not None
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
-        return self._target(info.path).cost(info, frames)
+        with self._lock:
+            video = self._videos.get(Path(info.path))
+        if video is not None and video.nvdec_first:
+            return nvdec_seconds(info, frames)
+        return self.cpu.cost(info, frames)
 
     def idle(self, limit: int) -> int:
         busy = len(self._owner)
@@ -95,7 +159,13 @@ class MixedFrameSource(FrameSource):
         return max(0, min(limit - busy, free))
 
     def submit(self, task: DecodeTask) -> None:
-        target = self._target(task.info.path)
+        target = self._target(task.info, task.segment.frames) or self.cpu
+        if not target.idle(target.capacity):
+            target = self.nvdec if target is self.cpu else self.cpu
+        with self._lock:
+            video = self._videos.get(Path(task.info.path))
+            if video is not None:
+                video.waiting.pop(task.segment.first, None)
         self._owner[task.task_id] = target
         if target is self.nvdec:
             self._infos[task.task_id] = task.info

@@ -1,11 +1,20 @@
 """A frame source on the GPU's video decoders (NVDEC, through PyNvVideoCodec).
 
-Decoder threads live in the model's process (the only process that touches
-the GPU). Each runs one task at a time: its own demuxer and decoder, the
-decoded NV12/P016 surfaces copied into a batch in device memory, then
-converted in one go to the 48x27 RGB frames ffmpeg's default scaler makes
-(swscale_exact.py, yuv_to_rgb.py: identical bytes). Timestamps are computed
-as STEP3's ffmpeg command prints them, so results are the same files.
+Decoder sessions live in the model's process (the only process that touches
+the GPU). Each runs one task at a time with PyNvVideoCodec's ThreadedDecoder,
+which demuxes and decodes in a C++ thread of its own; the session's Python
+thread takes the decoded NV12/P016 surfaces 32 at a time, stacks them into a
+batch in device memory with one copy, and converts the batch in one pass to
+the 48x27 RGB frames ffmpeg's default scaler makes (swscale_exact.py,
+yuv_to_rgb.py: identical bytes). Timestamps are computed as STEP3's ffmpeg
+command prints them, so results are the same files.
+
+Measured on the H200 (16 cores, 8 sessions, 1080p H.264; bench/RESULTS.md):
+a bare PyNvVideoCodec decode loop reaches 4,680 frames/s. The first version
+(a Python Decode call per packet, a copy and a stream synchronisation per
+frame, the conversion in passes of 8 frames) reached 1,840: eight Python
+threads handing the GIL back and forth several times a frame. This one:
+4,500 frames/s, the conversion included.
 
 Anything it cannot do ends the task with ``TaskFailed(fallback=True)``: the
 executor decodes that video again with ffmpeg on the CPU.
@@ -24,8 +33,8 @@ from shots.frames.probe import VideoInfo
 from shots.frames.segments import decode_seconds, plan_video
 from shots.frames.swscale_exact import NotExact, scale_plan
 
-SESSIONS = 8           # decoder threads: 7 NVDEC engines on an H100/H200; 7 threads 4.2k 1080p frames/s, 14: 4.5k
-BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB of device memory)
+SESSIONS = 8           # decoder sessions: 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
+BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
 CHUNKS_AHEAD = 64      # converted batches a thread may hold unread (48x27 frames: 8 MB)
 # Codecs handed to NVDEC (ffprobe's names); 4:2:0 8- and 10-bit only.
 CODECS = {"h264", "hevc", "vp9", "av1", "vp8", "mpeg2video", "mpeg1video"}
@@ -222,49 +231,56 @@ class NvdecFrameSource:
             raise NotExact(why)
         nvc, torch = self._nvc, self._torch
         torch.cuda.set_device(self.device)
-        demuxer = nvc.CreateDemuxer(filename=str(info.path))
+        demuxer = nvc.CreateDemuxer(filename=str(info.path))  # the stream and its time base only
         if demuxer.GetVideoStreamId() != info.stream_index:
             raise NotExact(f"it would decode stream {demuxer.GetVideoStreamId()}, not {info.stream_index}")
-        decoder = nvc.CreateDecoder(gpuid=self.gpu, codec=demuxer.GetNvCodecId(), usedevicememory=True)
         time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
+        del demuxer
         absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
         offset = 0 if absolute else start_offset(info, time_base)
-        # Its own stream: copies and conversions wait neither for the model's
-        # batches nor for the other sessions (the legacy default stream would
-        # serialise them all: 1.2k 1080p frames/s with 8 sessions, measured).
-        with torch.cuda.stream(torch.cuda.Stream(self.device)):
+        # Its own stream, handed to the decoder too: its copies and ours are
+        # ordered on it, and wait neither for the model's batches nor for the
+        # other sessions (on the legacy default stream: 1.2k 1080p frames/s).
+        stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(stream):
             run = self._task_run(session, task, time_base, offset)
-            started = seg.start is None
-            for packet in demuxer:
-                if session.cancel == task.task_id:
-                    raise _Cancelled()
-                if not started:
-                    # A segment starts at its keyframe: skip the packets before it.
-                    if not packet.key or float(packet.pts * time_base) < seg.start - 1e-4:
-                        continue
-                    started = True
-                for frame in decoder.Decode(packet):
-                    if not run.add(frame):
-                        break
-                if run.full:
-                    break
+            if seg.start is not None and not self._seek_worked(run, stream, seg.first):
+                # From the file's start instead, dropping the frames before the segment.
+                run = self._task_run(session, task, time_base, offset)
+                run.decode(stream, 0)
+            elif seg.start is None:
+                run.decode(stream, 0)
             run.flush()
         return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
 
+    @staticmethod
+    def _seek_worked(run: "_TaskRun", stream, first: int) -> bool:
+        """Decode a segment from its first frame's index; False when the
+        decoder could not seek there (an error before any frame was sent, or
+        a first frame after the segment's start)."""
+        try:
+            return run.decode(stream, first)
+        except _Cancelled:
+            raise
+        except Exception:
+            if run.count or run.filled:
+                raise
+            return False
+
 
 class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
-    """One task's frames: surfaces into a batch, batches converted and sent."""
+    """One task's frames: decoded batches stacked, converted and sent."""
 
     def __init__(self, source: NvdecFrameSource, session: _Session, task: DecodeTask, time_base: Fraction,
                  offset: int):
         info = task.info
-        self.source, self.session, self.task = source, session, task
+        torch = source._torch
+        self.source, self.session, self.task, self.torch = source, session, task, torch
         self.convert = source._converter(info)
         self.shift, _ = PIX_FMTS[info.pix_fmt]
         self.height, self.width = info.height, info.width
-        dtype = source._torch.uint8 if self.shift == 0 else source._torch.int16
-        self.batch = source._torch.empty((BATCH_FRAMES, info.height * 3 // 2, info.width), dtype=dtype,
-                                         device=source.device)
+        dtype = torch.uint8 if self.shift == 0 else torch.int16
+        self.batch = torch.empty((BATCH_FRAMES, info.height * 3 // 2, info.width), dtype=dtype, device=source.device)
         self.filled = 0
         self.count = 0
         self.timestamps: List[float] = []
@@ -276,23 +292,55 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
     def full(self) -> bool:
         return self.limit is not None and self.count + self.filled >= self.limit
 
-    def add(self, frame) -> bool:
-        """One decoded frame; False once the segment has all its frames."""
-        if self.full:
-            return False
-        pts = frame.getPTS()
-        if self.start is not None and float(pts * self.time_base) < self.start - 1e-4:
-            return True  # decoded before the segment's first frame (ffmpeg's -ss drops it too)
-        surface = self.source._torch.from_dlpack(frame)
-        if tuple(surface.shape) != tuple(self.batch.shape[1:]):
-            raise NotExact(f"surface {tuple(surface.shape)} for a {self.width}x{self.height} video")
-        self.batch[self.filled].copy_(surface.view(self.batch.dtype))
-        # The decoder reuses its surfaces: the copy must be done before the next Decode call.
-        self.source._torch.cuda.current_stream().synchronize()
-        self.filled += 1
-        self.timestamps.append(ffmpeg_time(pts, self.offset, self.time_base))
-        if self.filled == BATCH_FRAMES:
-            self.flush()
+    def decode(self, stream, start_frame: int) -> bool:
+        """Decode the task from ``start_frame`` (a seek by frame index); False
+        when the first frame came after the segment's start (nothing sent)."""
+        decoder = self.source._nvc.ThreadedDecoder(str(self.task.info.path), buffer_size=2 * BATCH_FRAMES,
+                                                   gpu_id=self.source.gpu, cuda_stream=stream.cuda_stream,
+                                                   use_device_memory=True, start_frame=start_frame)
+        try:
+            while not self.full:
+                if self.session.cancel == self.task.task_id:
+                    raise _Cancelled()
+                frames = decoder.get_batch_frames(BATCH_FRAMES)
+                if not frames:
+                    break
+                if not self.add(frames):
+                    return False
+        finally:
+            decoder.end()
+        return True
+
+    def add(self, frames) -> bool:
+        """Decoded frames (valid until the decoder's next batch): their
+        timestamps, then one copy into the batch (done before returning)."""
+        pts = [f.getPTS() for f in frames]
+        times = [ffmpeg_time(p, self.offset, self.time_base) for p in pts]
+        skip = 0
+        if self.start is not None and not self.count and not self.filled:
+            seconds = [float(p * self.time_base) for p in pts]
+            if seconds[0] > self.start + 1e-4:
+                return False
+            # Decoded before the segment's first frame (ffmpeg's -ss drops them too).
+            while skip < len(seconds) and seconds[skip] < self.start - 1e-4:
+                skip += 1
+        take = len(frames) - skip
+        if self.limit is not None:
+            take = min(take, self.limit - self.count - self.filled)
+        while take > 0:
+            n = min(take, BATCH_FRAMES - self.filled)
+            surfaces = [self.torch.from_dlpack(f) for f in frames[skip:skip + n]]
+            shape = tuple(surfaces[0].shape)
+            if shape != tuple(self.batch.shape[1:]):
+                raise NotExact(f"surface {shape} for a {self.width}x{self.height} video")
+            self.torch.stack([s.view(self.batch.dtype) for s in surfaces], out=self.batch[self.filled:self.filled + n])
+            self.torch.cuda.current_stream().synchronize()  # the decoder reuses the surfaces after this batch
+            self.timestamps += times[skip:skip + n]
+            self.filled += n
+            skip += n
+            take -= n
+            if self.filled == BATCH_FRAMES:
+                self.flush()
         return True
 
     def flush(self) -> None:
@@ -301,10 +349,10 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
         from shots.frames.yuv_to_rgb import split_semiplanar
         planes = self.batch[:self.filled]
         if self.shift:
-            planes = planes.to(self.source._torch.int32) & 0xFFFF  # P016's samples, unsigned
+            planes = planes.to(self.torch.int32) & 0xFFFF  # P016's samples, unsigned
         y, u, v = split_semiplanar(planes, self.height, self.shift)
         rgb = self.convert(y, u, v)
-        self.source._torch.cuda.current_stream().synchronize()  # complete before another stream reads it
+        self.torch.cuda.current_stream().synchronize()  # complete before another stream reads it
         n, self.filled = self.filled, 0
         self.count += n
         while not self.session.slots.acquire(timeout=0.1):
