@@ -142,7 +142,7 @@ def decode_on(source, task):
     while report is None:
         for message in source.poll(0.05):
             if isinstance(message, FramesReady):
-                frames.append(message.chunk.take())
+                frames.append(message.chunk.take().cpu().numpy())
             elif isinstance(message, TaskDone):
                 report = message.report
             elif isinstance(message, TaskFailed):

@@ -114,6 +114,16 @@ def test_without_cpu_fast_the_eager_model_gives_the_same_probabilities(weights_p
     assert float(np.abs(probs - package_probabilities[:3]).max()) <= MAX_PROBABILITY_DIFFERENCE
 
 
+def test_a_batch_of_tensors_gives_the_same_probabilities(weights_path, cuts):
+    """Windows a GPU decoder made stay tensors into the model's batch."""
+    windows, _ = cuts
+    predictor, _ = make(weights_path)
+    predictor.load()
+    want, _ = predictor.run(windows[:2])
+    got, _ = predictor.run(torch.from_numpy(np.ascontiguousarray(windows[:2])))
+    assert np.array_equal(got, want)
+
+
 def test_the_cpu_is_the_cpu_backend_and_never_healthy_as_a_gpu(weights_path):
     predictor, out = make(weights_path)
     with pytest.raises(RuntimeError, match="not loaded"):

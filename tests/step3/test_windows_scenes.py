@@ -41,6 +41,28 @@ def test_streamed_windows_equal_official(n, chunk):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [1, 49, 150, 333])
+def test_frames_as_tensors_or_mixed_give_the_same_windows(n):
+    """Frames a GPU decoder keeps as tensors (here on the CPU), alone or
+    after and before host frames (a video whose segments came from both
+    kinds of decoder): the same windows, batched as one tensor."""
+    frames = np.random.default_rng(n).integers(0, 256, (n, 27, 48, 3), dtype=np.uint8)
+    want = official_windows(frames)
+    for kinds in ("t", "nt", "tn"):
+        builder, got, tensors = WindowBuilder(), [], 0
+        for i in range(0, n, 40):
+            piece = frames[i:i + 40]
+            tensor = kinds[(i // 40) % len(kinds)] == "t"
+            tensors += tensor
+            got += builder.push(torch.from_numpy(piece.copy()) if tensor else piece)
+        got += builder.finish()
+        assert len(got) == len(want), kinds
+        batch = windows.stack(got)
+        assert isinstance(batch, torch.Tensor) == bool(tensors), kinds
+        assert np.array_equal(np.asarray(batch), np.stack(want)), kinds
+    assert isinstance(windows.stack(want), np.ndarray)
+
+
 def test_no_frames_no_windows():
     assert WindowBuilder().finish() == []
 

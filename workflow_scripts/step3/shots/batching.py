@@ -15,6 +15,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from shots.video_job import VideoJob
+from shots.windows import stack
 
 READY_WINDOWS_PER_BATCH = 4  # windows cut ahead of the model, in batches
 BATCHES_IN_FLIGHT = 2        # one running, one waiting: the model never idles
@@ -165,7 +166,7 @@ class ModelFeed:
             batch, on_cpu = item
             started = time.perf_counter()
             try:
-                probs, backend = self.predictor.run(np.stack([w.frames for w in batch]), on_cpu=on_cpu)
+                probs, backend = self.predictor.run(stack([w.frames for w in batch]), on_cpu=on_cpu)
                 self._results.put(_BatchDone(batch, probs, backend, seconds=time.perf_counter() - started))
             except BaseException as exc:  # handed to the scheduler's thread, which decides
                 self._results.put(_BatchDone(batch, error=exc))

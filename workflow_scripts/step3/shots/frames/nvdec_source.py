@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, Optional
 
-import numpy as np
 
 from shots.frames.messages import (DecodeReport, DecodeTask, FrameChunk, FramesReady, MemoryChunk, TaskDone,
                                    TaskFailed)
@@ -93,15 +92,17 @@ def start_offset(info: VideoInfo, time_base: Fraction) -> int:
 
 
 class GpuChunk(FrameChunk):
-    """Converted frames in device memory; their slot is given back when taken."""
+    """Converted frames in device memory; their slot is given back when
+    taken. They stay there: windows and the model's batches are made on the
+    GPU (windows.py)."""
     holds_source_buffer = True
 
     def __init__(self, frames, slots: threading.Semaphore):
         self._frames, self._slots = frames, slots
         self.frames = int(frames.shape[0])
 
-    def take(self) -> np.ndarray:
-        out = self._frames.cpu().numpy()
+    def take(self):
+        out = self._frames
         self.drop()
         return out
 
