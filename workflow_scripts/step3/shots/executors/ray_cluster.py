@@ -38,6 +38,10 @@ class Cluster:
     temp_dir: Optional[str] = None    # a local instance's files
 
     @property
+    def started_here(self) -> bool:
+        return not self.address
+
+    @property
     def cpus(self) -> int:
         return int(sum(n.cpus for n in self.nodes))
 
@@ -46,7 +50,7 @@ class Cluster:
         return int(sum(n.gpus for n in self.nodes))
 
     def describe(self) -> str:
-        where = "a local Ray instance started for this run" if not self.address else f"Ray cluster at {self.address}"
+        where = "a local Ray instance started for this run" if self.started_here else f"Ray cluster at {self.address}"
         return f"{where}: {len(self.nodes)} node(s), {self.cpus} CPU(s), {self.gpus} GPU(s)"
 
 

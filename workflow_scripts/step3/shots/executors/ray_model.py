@@ -61,16 +61,9 @@ class ModelActor:
     def where(self) -> str:
         return f"{ray.util.get_node_ip_address()} pid {os.getpid()}"
 
-    def prepare(self):
-        """("ok", device type, lines) or (error kind, message)."""
-        from shots.model.weights import WeightsError
-        try:
-            return "ok", self.predictor.prepare(), self.log.take()
-        except WeightsError as exc:
-            return "weights", str(exc)
-
     def load(self):
-        """(None, batch size, device type, load seconds, lines), or (error kind, message)."""
+        """(None, batch size, device type, load seconds, lines), or (error kind, type name, message):
+        a weights error is kind "setup", as any error that leaves no model to run."""
         try:
             self._load()
         except Exception as exc:
