@@ -247,6 +247,26 @@ def test_two_nodes_same_results_and_a_video_one_node_cannot_read(cluster, pair, 
                                                          "locked.mp4"]
 
 
+def test_a_bad_weights_file_is_the_local_executor_s_error(cluster, media, tmp_path):
+    """The model actors learn it while loading (the decoding does not wait for
+    them): the same one ERROR line and exit code, nothing written."""
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"garbage, not a checkpoint")
+    got = {}
+    for executor in ("local", "ray"):
+        copy(media["cuts"], tmp_path / executor / "cuts.mp4")
+        more = ("--ray-address", cluster["address"]) if executor == "ray" else ()
+        got[executor] = run_step3("--input-dir", tmp_path / executor, "--log-dir", tmp_path / "logs",
+                                  "--weights-path", weights, "--executor", executor, *more,
+                                  env_extra=dict(QUIET, **cluster["env"]))
+        assert got[executor].returncode == 2, got[executor].stdout + got[executor].stderr
+        assert "Traceback" not in got[executor].stdout + got[executor].stderr
+        assert sorted(p.name for p in (tmp_path / executor).iterdir()) == ["cuts.mp4"]
+    errors = lines(got["ray"], "ERROR:")
+    assert errors == lines(got["local"], "ERROR:") and len(errors) == 1, got["ray"].stdout
+    assert "is not a readable state dict" in errors[0]
+
+
 def kill_mid_run(cluster, pair, big_clip, tmp_path, name, ready) -> str:
     """Runs the big clip on the cluster, kills the worker process called
     ``name`` once ``ready(process, watch)``, and checks that the results are
