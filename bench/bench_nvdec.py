@@ -99,25 +99,28 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=()):
         pure_nvdec(videos, sessions)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     rows, walls, dirs = [], {}, {}
-    for decoder in variants:
-        out_dir = work / f"run_{decoder}"
+    for variant in variants:
+        decoder, _, workers = variant.partition(":")  # "nvdec:8": with 8 ffmpeg decoders beside NVDEC
+        out_dir = work / f"run_{variant.replace(':', '_')}"
         shutil.copytree(work / "videos", out_dir)
         with CpuBusy() as cpu, GpuBusy() as gpu:
             wall, peak, _, out, rc = run_measured(
                 [sys.executable, str(SCRIPT), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
-                 "--device", "cuda", "--num-workers", "auto", "--mixed-precision", "--decoder", decoder], env=env)
-        walls[decoder], dirs[decoder] = wall, out_dir
+                 "--device", "cuda", "--num-workers", workers or "auto", "--mixed-precision", "--decoder", decoder],
+                env=env)
+        walls[variant], dirs[variant] = wall, out_dir
         first = [ln for ln in out.splitlines() if "first result after" in ln]
         summary = [ln for ln in out.splitlines() if ln.startswith("SUMMARY")]
         same, worst, sources = compare(dirs[variants[0]], out_dir)
-        rows.append([f"decoder {decoder}", f"{wall:.1f}", f"{total / wall:,.0f}",
+        rows.append([f"decoder {variant}", f"{wall:.1f}", f"{total / wall:,.0f}",
                      f"{walls[variants[0]] / wall:.2f}x", f"{cpu.share:.0%}", f"{gpu.mean:.0%}", f"{peak:,.0f}",
                      f"{same}/{len(videos)}", f"{worst:.1e}", "/".join(sources),
                      summary[0][9:] if summary else f"rc {rc}", first[0][6:].split(";")[0] if first else ""])
         print(rows[-1], flush=True)
         if rc != 0:
             print(out[-3000:])
-        print("\n".join(ln for ln in out.splitlines() if "decoder" in ln.lower())[:2000], flush=True)
+        print("\n".join(ln for ln in out.splitlines() if "decoder" in ln.lower() and "CONFIG" not in ln)[:1500],
+              flush=True)
     print(table(["run", "wall s", "frames/s", f"speed-up vs {variants[0]}", "cores busy", "GPU busy",
                  "peak RSS MiB", "same CSV", "max |dp|", "frame source", "result", "first result"], rows))
     shutil.rmtree(work, ignore_errors=True)
@@ -128,7 +131,8 @@ def main():
     parser.add_argument("part", choices=["hd"])
     parser.add_argument("--copies", type=int, default=12)
     parser.add_argument("--long", type=int, default=3, help="of them, the 1080p encode looped 3 times")
-    parser.add_argument("--variants", default="cpu,nvdec", help="decoder values, the first is the reference")
+    parser.add_argument("--variants", default="cpu,nvdec",
+                        help="decoder values, the first is the reference; nvdec:8 = with 8 ffmpeg decoders")
     parser.add_argument("--pure", default="", help="NVDEC session counts to measure the source alone with (4,8)")
     args = parser.parse_args()
     print(machine(), flush=True)

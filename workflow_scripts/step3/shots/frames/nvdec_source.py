@@ -21,6 +21,7 @@ executor decodes that video again with ffmpeg on the CPU.
 """
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Dict, List, Optional
@@ -35,6 +36,7 @@ from shots.frames.swscale_exact import NotExact, scale_plan
 SESSIONS = 8           # decoder sessions: 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
 BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
 CHUNKS_AHEAD = 64      # converted batches a thread may hold unread (48x27 frames: 8 MB)
+STALL_S = 60.0         # a session that gives nothing for this long (not waiting on us) is given up
 # Codecs handed to NVDEC (ffprobe's names); 4:2:0 8- and 10-bit only.
 CODECS = {"h264", "hevc", "vp9", "av1", "vp8", "mpeg2video", "mpeg1video"}
 PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
@@ -127,6 +129,8 @@ class _Session:
     busy_with: Optional[int] = None
     cancel: Optional[int] = None
     thread: Optional[threading.Thread] = None
+    progress: float = 0.0      # monotonic time of its task's last step
+    lost: bool = False         # stalled inside the library: never given work again
 
 
 class NvdecFrameSource:
@@ -162,12 +166,13 @@ class NvdecFrameSource:
         return decode_seconds(info, frames) / 7
 
     def idle(self, limit: int) -> int:
-        busy = sum(1 for s in self._sessions if s.busy_with is not None)
-        return max(0, min(limit, len(self._sessions)) - busy)
+        usable = [s for s in self._sessions if not s.lost]
+        busy = sum(1 for s in usable if s.busy_with is not None)
+        return max(0, min(limit, len(usable)) - busy)
 
     def submit(self, task: DecodeTask) -> None:
-        session = next(s for s in self._sessions if s.busy_with is None)
-        session.busy_with, session.cancel = task.task_id, None
+        session = next(s for s in self._sessions if s.busy_with is None and not s.lost)
+        session.busy_with, session.cancel, session.progress = task.task_id, None, time.monotonic()
         session.tasks.put(task)
 
     def cancel(self, task_id: int) -> None:
@@ -188,6 +193,17 @@ class NvdecFrameSource:
                 for s in self._sessions:
                     if s.busy_with == message.task_id:
                         s.busy_with = None
+        return out + self._stalled()
+
+    def _stalled(self) -> list:
+        """A session stuck in the library (no batch for STALL_S) gives its
+        task up to the CPU and is not used again: a batch never hangs on it."""
+        now, out = time.monotonic(), []
+        for s in self._sessions:
+            if s.busy_with is not None and not s.lost and now - s.progress > STALL_S:
+                s.lost, s.cancel = True, s.busy_with
+                out.append(TaskFailed(s.busy_with, f"NVDEC stalled: no frame for {STALL_S:.0f} s", fallback=True))
+                s.busy_with = None
         return out
 
     def close(self) -> None:
@@ -236,6 +252,7 @@ class NvdecFrameSource:
         if demuxer.GetVideoStreamId() != info.stream_index:
             raise NotExact(f"it would decode stream {demuxer.GetVideoStreamId()}, not {info.stream_index}")
         time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
+        self._check_caps(demuxer, info)
         del demuxer
         absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
         offset = 0 if absolute else start_offset(info, time_base)
@@ -252,7 +269,30 @@ class NvdecFrameSource:
             elif seg.start is None:
                 run.decode(stream, 0)
             run.flush()
+        if not run.count and (seg.frames or info.expected_frames):
+            # A decoder that failed in its own thread may just end: the CPU will say what it is.
+            raise RuntimeError("NVDEC gave no frame")
         return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
+
+    def _check_caps(self, demuxer, info: VideoInfo) -> None:
+        """What the card's NVDEC says it decodes (AV1 on an H200: nothing),
+        before a decoder thread is started on it."""
+        try:
+            caps = self._nvc.GetDecoderCaps(gpuid=self.gpu, codec=demuxer.GetNvCodecId(),
+                                            chromaformat=demuxer.ChromaFormat(), bitdepth=demuxer.BitDepth())
+        except Exception as exc:
+            raise NotExact(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
+        def cap(key: str, default: int) -> int:
+            try:  # a dict in 2.2.4; anything else is read as "not said"
+                return int(caps[key]) if key in caps else default
+            except Exception:
+                return default
+
+        if not cap("num_decoder_engines", 1):
+            raise NotExact(f"this GPU's NVDEC does not decode {info.codec} "
+                           f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
+        if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
+            raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
 
     @staticmethod
     def _seek_worked(run: "_TaskRun", stream, first: int) -> bool:
@@ -304,6 +344,7 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
                 if self.session.cancel == self.task.task_id:
                     raise _Cancelled()
                 frames = decoder.get_batch_frames(BATCH_FRAMES)
+                self.session.progress = time.monotonic()
                 if not frames:
                     break
                 if not self.add(frames):
@@ -357,6 +398,7 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
         n, self.filled = self.filled, 0
         self.count += n
         while not self.session.slots.acquire(timeout=0.1):
+            self.session.progress = time.monotonic()  # waiting for the scheduler is no stall
             if self.session.cancel == self.task.task_id:
                 raise _Cancelled()
         self.source._out.put(FramesReady(self.task.task_id, GpuChunk(rgb, self.session.slots)))
