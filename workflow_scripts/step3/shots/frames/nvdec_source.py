@@ -282,6 +282,7 @@ class NvdecFrameSource:
                                             chromaformat=demuxer.ChromaFormat(), bitdepth=demuxer.BitDepth())
         except Exception as exc:
             raise NotExact(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
+
         def cap(key: str, default: int) -> int:
             try:  # a dict in 2.2.4; anything else is read as "not said"
                 return int(caps[key]) if key in caps else default
