@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -92,18 +93,24 @@ def big_clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, sample_video, media, big_clip):
-    """The same batch run by the local executor and by a local Ray instance started by the run."""
-    out = {}
+    """The same batch run by the local executor and by a local Ray instance
+    started by the run, both at once: each waits part of its time (the Ray
+    instance's start, the model's load). On 2 cores: 107 s, against 117 s
+    one after the other (one run each, the module's longest fixture)."""
+    out, roots = {}, {}
     temp_before = set(os.listdir(tempfile.gettempdir()))
     for executor in ("local", "ray"):
-        root = tmp_path_factory.mktemp(executor)
+        root = roots[executor] = tmp_path_factory.mktemp(executor)
         copy(sample_video, root / "demo" / "sample.mp4")
         copy(media["cuts"], root / "generated" / "cuts.MP4")
         copy(big_clip, root / "generated" / "big.mp4")
         add_bad_files(root / "bad", media["cuts"])
-        proc = run_step3("--input-dir", root, "--log-dir", tmp_path_factory.mktemp("logs"), "--executor", executor,
-                         env_extra=QUIET)
-        out[executor] = {"root": root, "proc": proc}
+    logs = {e: tmp_path_factory.mktemp("logs") for e in roots}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        procs = {e: pool.submit(run_step3, "--input-dir", roots[e], "--log-dir", logs[e], "--executor", e,
+                                env_extra=QUIET) for e in roots}
+        for executor, proc in procs.items():
+            out[executor] = {"root": roots[executor], "proc": proc.result()}
     out["temp_left"] = sorted(n for n in set(os.listdir(tempfile.gettempdir())) - temp_before
                               if n.startswith("step3-ray-"))
     return out

@@ -100,7 +100,7 @@ class RayExecutor(Executor):
     def make_source(self, decoders: int, config: Config) -> RayFrameSource:
         threads = 1 if config.decoder_threads == AUTO else int(config.decoder_threads)
         return RayFrameSource(decoders, RING_FRAMES // ray_tasks.CHUNK_FRAMES, threads,
-                              config.segment_seconds, config.segment_frames)
+                              config.segment_seconds, config.segment_frames, probe_here=self.cluster.started_here)
 
     # -- the run --------------------------------------------------------------------------
     def run(self, jobs: List[VideoJob], events: RunEvents) -> None:

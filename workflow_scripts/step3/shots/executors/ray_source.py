@@ -22,7 +22,7 @@ from shots.executors import ray_tasks
 from shots.frames.messages import (DecodeReport, DecodeTask, FrameChunk, FramesReady, MemoryChunk, SegmentPlan,
                                    TaskDone, TaskFailed)
 from shots.frames.probe import DecodeError, VideoInfo
-from shots.frames.segments import decode_seconds
+from shots.frames.segments import decode_seconds, plan_video
 from shots.frames.source import FrameSource
 
 GENERATOR_BACKLOG = 4
@@ -63,8 +63,9 @@ class _HeldChunk(FrameChunk):
 
 class RayFrameSource(FrameSource):
     def __init__(self, tasks_at_once: int, slots: int, threads: int, segment_seconds: Optional[float],
-                 segment_frames: Optional[int]):
+                 segment_frames: Optional[int], probe_here: bool = False):
         self._capacity = max(1, tasks_at_once)
+        self._probe_here = probe_here
         self._slots = max(2, slots)
         self._threads = threads
         self._segment_seconds, self._segment_frames = segment_seconds, segment_frames
@@ -78,7 +79,13 @@ class RayFrameSource(FrameSource):
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
         args = (self._segment_seconds, self._segment_frames) if split else (None, None)
         # Absolute: a worker's current folder is not this process's.
-        result = ray.get(ray_tasks.plan.remote(os.path.abspath(path), *args))
+        path = os.path.abspath(path)
+        if self._probe_here:
+            # A local instance is this machine: its ffprobe runs from here, as
+            # the local engine's, and no worker process is started for it (each
+            # costs about 1 s of a core at the start of a run on 2 cores).
+            return plan_video(Path(path), *args)
+        result = ray.get(ray_tasks.plan.remote(path, *args))
         if isinstance(result, ray_tasks.Failure):
             raise DecodeError(result.cause)
         return result
