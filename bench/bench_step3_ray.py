@@ -3,6 +3,7 @@
     transnet_env/bin/python bench/bench_step3_ray.py                      # a small batch (CPU machine)
     transnet_env/bin/python bench/bench_step3_ray.py --batch gpu12        # the 12-video GPU batch
     transnet_env/bin/python bench/bench_step3_ray.py --repeats 3 --extra=--mixed-precision
+    transnet_env/bin/python bench/bench_step3_ray.py --joined          # + Ray on an instance already running
 
 Each repeat runs the local executor (``--num-workers auto``) and the Ray
 executor (a local Ray instance started by the run, sized to this machine),
@@ -13,10 +14,21 @@ load included), the Ray/local throughput ratio of each repeat, the start-up
 the driver's peak RSS (the run_transnet.py process alone, and with its
 children: the local engine's decoders, or the Ray instance's processes), and
 whether the CSVs are byte-identical. Prints a markdown table for RESULTS.md.
+
+Before the first repeat, one untimed process imports torch and Ray and starts
+and stops a Ray instance, so that both executors find their files in the page
+cache (on a fresh machine the first run of each otherwise pays for reading
+its packages from disk, and only the local executor's torch is warm for the
+Ray run after it). ``--joined`` adds a third run per repeat: the Ray executor
+joining an instance started once beforehand (``ray start --head``, sized to
+this machine), as on a machine that keeps a cluster running; its start-up is
+the connection, not the instance's start.
 """
 import argparse
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -97,13 +109,60 @@ class Run:
         return next((t for t, ln in self.lines if ln.startswith(prefix)), None)
 
 
-def run_once(executor, folder, logs, extra):
+QUIET = dict(RAY_USAGE_STATS_ENABLED="0")
+WARM_UP = ("import logging, tempfile, shutil, torch, ray; d = tempfile.mkdtemp(prefix='step3-ray-'); "
+           "ray.init(num_cpus=1, include_dashboard=False, _temp_dir=d, logging_level=logging.ERROR); "
+           "ray.get(ray.remote(lambda: 0).remote()); ray.shutdown(); shutil.rmtree(d, ignore_errors=True)")
+
+
+def warm_up():
+    subprocess.run([sys.executable, "-c", WARM_UP], env=dict(os.environ, **QUIET), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=300)
+
+
+def run_once(executor, folder, logs, extra, head=None):
     cmd = [sys.executable, str(SCRIPT), "--input-dir", str(folder), "--log-dir", str(logs), "--force",
            "--device", "auto", "--executor", executor, *extra]
     if executor == "local":
         cmd += ["--num-workers", "auto"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **QUIET)
+    if head is not None:
+        cmd += ["--ray-address", head.address]
+        env.update(head.env)
     return Run(cmd, env).wait()
+
+
+class Head:
+    """A Ray instance started once for the ``--joined`` runs, sized to this machine."""
+
+    def __init__(self, base: Path):
+        self.temp = base / "ray-head"
+        token = base / "ray-token"  # Ray's token authentication, for the head and the runs that join it
+        token.write_text(secrets.token_hex(32))
+        self.env = dict(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
+                        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp}"],
+                       env=dict(os.environ, **QUIET, **self.env), check=True, capture_output=True, timeout=300)
+        self.address = f"127.0.0.1:{port}"
+
+    def stop(self):
+        """Its processes (those naming its folder, and their children) end; no other Ray on this machine."""
+        found = {}
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(self.temp) in part for part in (p.info["cmdline"] or [])):
+                    found.update({q.pid: q for q in [p, *p.children(recursive=True)]})
+            except psutil.Error:
+                pass
+        for p in found.values():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(list(found.values()), timeout=10)
 
 
 def same_csvs(a: Path, b: Path) -> str:
@@ -118,6 +177,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--extra", default="", help="more run_transnet.py flags for both, comma-separated")
     parser.add_argument("--keep", help="make the videos in this folder (kept) instead of a temporary one")
+    parser.add_argument("--joined", action="store_true",
+                        help="also run the Ray executor on an instance started once beforehand")
     args = parser.parse_args()
     extra = [x for x in args.extra.split(",") if x]
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-ray-"))
@@ -127,37 +188,53 @@ def main():
             videos = small_batch(base / "videos") if args.batch == "small" else gpu_batch(base)
         frames = sum(frame_count(v) for v in videos)
         folders = {}
-        for executor in ("local", "ray"):
-            folders[executor] = base / executor
+        kinds = ("local", "ray", "ray joined") if args.joined else ("local", "ray")
+        for executor in kinds:
+            folders[executor] = base / executor.replace(" ", "-")
             shutil.rmtree(folders[executor], ignore_errors=True)
             folders[executor].mkdir()
             for v in videos:
                 shutil.copy2(v, folders[executor] / v.name)
         print(f"{machine()}; {len(videos)} videos, {frames:,} frames; {args.repeats} repeat(s)", flush=True)
-        rows, ratios = [], []
-        for r in range(1, args.repeats + 1):
-            got = {}
-            for executor in ("local", "ray"):
-                run = run_once(executor, folders[executor], base / "logs", extra)
-                got[executor] = run
-                summary = next((ln for _, ln in run.lines if ln.startswith("SUMMARY:")), "no SUMMARY")
-                started = run.first("INFO: a local Ray instance") or run.first("INFO: Ray cluster")
-                rows.append([r, executor, f"{run.wall:.1f}", f"{frames / run.wall:,.0f}",
-                             "-" if started is None else f"{started:.1f}",
-                             f"{run.first('INFO: model ready') or 0:.1f}", f"{run.peak_driver:,.0f}",
-                             f"{run.peak_tree:,.0f}", summary.split(": ", 1)[-1]])
-                print(rows[-1], flush=True)
-            ratios.append(got["local"].wall / got["ray"].wall)
-            rows[-1].append(f"{ratios[-1]:.2f}")
-            rows[-2].append("")
+        warm_up()
+        head = Head(base) if args.joined else None
+        try:
+            rows, ratios = measure(args.repeats, kinds, folders, frames, base / "logs", extra, head)
+        finally:
+            if head is not None:
+                head.stop()
         print()
         print(table(["repeat", "executor", "wall s", "frames/s", "cluster ready s", "model ready s",
                      "driver peak RSS MiB", "with children MiB", "result", "ray/local throughput"], rows))
-        print(f"\nCSVs identical (last repeat): {same_csvs(folders['local'], folders['ray'])}; "
-              f"ray/local throughput: {', '.join(f'{x:.2f}' for x in ratios)}")
+        same = ", ".join(f"{k} {same_csvs(folders['local'], folders[k])}" for k in kinds[1:])
+        print(f"\nCSVs identical to local (last repeat): {same}; ray/local throughput: {', '.join(ratios)}")
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def measure(repeats, kinds, folders, frames, logs, extra, head):
+    """The table's rows and each repeat's Ray/local throughput ratios."""
+    rows, ratios = [], []
+    for r in range(1, repeats + 1):
+        walls = {}
+        for executor in kinds:
+            run = run_once(executor.split()[0], folders[executor], logs, extra,
+                           head if executor == "ray joined" else None)
+            walls[executor] = run.wall
+            summary = next((ln for _, ln in run.lines if ln.startswith("SUMMARY:")), "no SUMMARY")
+            started = run.first("INFO: a local Ray instance") or run.first("INFO: Ray cluster")
+            rows.append([r, executor, f"{run.wall:.1f}", f"{frames / run.wall:,.0f}",
+                         "-" if started is None else f"{started:.1f}",
+                         f"{run.first('INFO: model ready') or 0:.1f}", f"{run.peak_driver:,.0f}",
+                         f"{run.peak_tree:,.0f}", summary.split(": ", 1)[-1]])
+            print(rows[-1], flush=True)
+        for row in rows[-len(kinds):]:
+            ray = row[1] != "local"
+            row.append(f"{walls['local'] / walls[row[1]]:.2f}" if ray else "")
+            if ray:
+                ratios.append(f"{row[-1]} ({row[1]})" if len(kinds) > 2 else row[-1])
+    return rows, ratios
 
 
 if __name__ == "__main__":
