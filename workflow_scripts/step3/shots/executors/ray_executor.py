@@ -21,10 +21,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from shots.config import AUTO, Config
-from shots.executors import Executor, RunEvents, SetupFailed
+from shots.executors import Executor, RunEvents
 from shots.executors import ray_cluster, ray_tasks
 from shots.executors.local import _Run
-from shots.executors.ray_feed import ModelPool, RayModelFeed, say
+from shots.executors.ray_feed import ModelPool, RayModelFeed
 from shots.executors.ray_model import ModelActor
 from shots.executors.ray_source import RayFrameSource
 from shots.frames.ffmpeg_source import RING_FRAMES
