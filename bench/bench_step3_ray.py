@@ -22,7 +22,8 @@ its packages from disk, and only the local executor's torch is warm for the
 Ray run after it). ``--joined`` adds a third run per repeat: the Ray executor
 joining an instance started once beforehand (``ray start --head``, sized to
 this machine), as on a machine that keeps a cluster running; its start-up is
-the connection, not the instance's start.
+the connection, not the instance's start, and its "with children" is the
+driver alone (the instance's processes are not the run's children).
 """
 import argparse
 import os
