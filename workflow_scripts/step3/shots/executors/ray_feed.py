@@ -120,7 +120,7 @@ class RayModelFeed:
                 batch = [w for w in self.ready if self._on_cpu(w) == on_cpu][:actor.batch]
                 taken = set(map(id, batch))
                 self.ready = [w for w in self.ready if id(w) not in taken]
-                ref = actor.handle.run.remote(np.stack([w.frames for w in batch]), on_cpu)
+                ref = actor.handle.run.remote([w.frames for w in batch], on_cpu)
                 self._batches[ref] = (batch, actor)
                 actor.in_flight += 1
                 self.in_flight += 1

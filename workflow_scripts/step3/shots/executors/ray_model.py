@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import numpy as np
 import ray
 
 RESTARTS = 3
@@ -76,15 +77,19 @@ class ModelActor:
             self.predictor.load()
             self.loaded = True
 
-    def run(self, windows, on_cpu: bool):
-        """(probabilities, (device, precision, implementation), seconds, lines, restarted)
+    def run(self, windows: list, on_cpu: bool):
+        """The batch's windows (``[100, 27, 48, 3]`` uint8 each) ->
+        (probabilities, (device, precision, implementation), seconds, lines, restarted)
         or (error kind, type name, message)."""
         try:
             if not self.loaded:  # a restarted actor: the model again, its lines said once already
                 self._load()
                 self.log.take()
             started = time.perf_counter()
-            probs, backend = self.predictor.run(windows, on_cpu=on_cpu)
+            # Stacked here, not in the driver: the driver's one loop serves every
+            # decoding task and actor (a 64-window batch: 21 ms of its time
+            # stacked and sent, 13 ms sent as the windows).
+            probs, backend = self.predictor.run(np.stack(windows), on_cpu=on_cpu)
         except Exception as exc:
             return _describe(exc)
         ran_on = (str(backend.device), backend.precision, backend.kind)
