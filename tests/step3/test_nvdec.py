@@ -235,3 +235,43 @@ def test_each_segment_goes_to_the_side_that_shortens_the_run(tmp_path, media):
         source.submit(DecodeTask(i, probe(path), WHOLE_VIDEO))
     cpu.free = 0
     assert not source.can_take(small[0])
+
+
+def test_no_nvdec_session_left_sends_everything_to_the_cpu(tmp_path, media):
+    """Every session given up (stalled in the library): large pictures go to
+    the CPU too, instead of waiting for NVDEC for ever."""
+    from shots.frames import mixed_source
+    big = copy_to(media["cuts"], tmp_path, "big.mp4")
+    gpu, cpu = Side(0, mixed_source.nvdec_seconds), Side(2)
+    source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
+    source.plan(big, False)
+    assert source.can_take(big) and source._target(probe(big), None) is cpu
+
+
+def test_waiting_work_is_kept_as_running_totals(tmp_path, media):
+    """Planned, re-planned (a fallback), submitted and forgotten videos: what
+    still waits is what the routing sees, never counted twice."""
+    from shots.frames import mixed_source
+    paths = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(3)]
+    source = MixedFrameSource(Side(2, mixed_source.nvdec_seconds), Side(2), min_pixels=320 * 180)
+    for path in paths:
+        source.plan(path, False)
+    one = mixed_source.nvdec_seconds(probe(paths[0]), None) / 2  # per session
+    assert source._waiting_seconds()[0] == pytest.approx(3 * one)
+    source.plan(paths[0], False)  # planned again
+    assert source._waiting_seconds()[0] == pytest.approx(3 * one)
+    source.submit(DecodeTask(1, probe(paths[1]), WHOLE_VIDEO))
+    source.forget_video(paths[2])
+    assert source._waiting_seconds()[0] == pytest.approx(one)
+    source.forget_video(paths[0])
+    assert source._waiting_seconds() == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("start, first, same", [
+    (12.48, 12.4805, True), (12.48, 12.482, False),
+    (1019.519499, 1019.52, True),   # showinfo's %.6g of a frame at 1019.5195 s
+    (1019.519499, 1019.55, False),  # the next frame at 29.97 fps
+    (0.0, 0.0, True)])
+def test_a_segment_start_is_compared_at_the_timestamps_precision(start, first, same):
+    from shots.video_job import start_tolerance
+    assert (abs(first - start) < start_tolerance(start)) is same

@@ -156,7 +156,8 @@ class ModelFeed:
         if self.predictor.device_type != "cuda":
             return contextlib.nullcontext()
         import torch
-        return torch.cuda.stream(torch.cuda.Stream())
+        # High priority: from another pool than the NVDEC sessions' streams, never shared with one.
+        return torch.cuda.stream(torch.cuda.Stream(priority=-1))
 
     def _run_batches(self) -> None:
         while True:
@@ -166,7 +167,7 @@ class ModelFeed:
             batch, on_cpu = item
             started = time.perf_counter()
             try:
-                probs, backend = self.predictor.run(stack([w.frames for w in batch]), on_cpu=on_cpu)
+                probs, backend = self.predictor.run(stack([w.frames for w in batch], on_cpu), on_cpu=on_cpu)
                 self._results.put(_BatchDone(batch, probs, backend, seconds=time.perf_counter() - started))
             except BaseException as exc:  # handed to the scheduler's thread, which decides
                 self._results.put(_BatchDone(batch, error=exc))

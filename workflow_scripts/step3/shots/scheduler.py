@@ -182,6 +182,9 @@ class DecodeScheduler:
         self._planning.pop(job, None)
         if job in self.active:
             self.active.remove(job)
+        forget_video = getattr(self.source, "forget_video", None)  # frames/mixed_source.py
+        if forget_video is not None:
+            forget_video(job.path)
 
     def close(self) -> None:
         self._prober.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,7 @@ piece after its segments disagreed with their plan, or on the CPU after a
 GPU failure. Its ``generation`` then changes, and whatever was in flight for
 the old one (decoding tasks, windows, batches) is recognised and dropped.
 """
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,15 @@ from shots.frames.ffmpeg_reader import check_coverage
 from shots.frames.messages import DecodeReport, FrameChunk, SegmentPlan
 from shots.frames.probe import VideoInfo
 from stepkit.scene_results import ResultPaths
+
+
+def start_tolerance(start: float) -> float:
+    """How far a segment's first timestamp may be from its planned start: a
+    millisecond, or the precision of the decoders' six significant digits
+    (showinfo's ``%.6g``: 1019.52 for a frame at 1019.5195 s)."""
+    if start == 0:
+        return 1e-3
+    return max(1e-3, 10.0 ** (math.floor(math.log10(abs(start))) - 5))
 
 
 class SegmentMismatch(Exception):
@@ -120,7 +130,8 @@ class VideoJob:
     def _check_segment(self, seg: Segment) -> None:
         got, plan = seg.report.frame_count, seg.plan
         first = seg.report.timestamps[0] if seg.report.timestamps else None
-        if plan.frames is None or (got == plan.frames and (plan.start is None or abs(first - plan.start) < 1e-3)):
+        if plan.frames is None or (got == plan.frames and (plan.start is None or
+                                                          abs(first - plan.start) < start_tolerance(plan.start))):
             return
         if got != plan.frames:
             what = f"gave {got} frames instead of {plan.frames}"

@@ -63,8 +63,11 @@ def _settle(frames) -> None:
         torch.cuda.current_stream(frames.device).synchronize()
 
 
-def stack(windows: list):
-    """One batch ``[n, 100, 27, 48, 3]`` of windows; on the GPU if any is there."""
+def stack(windows: list, on_cpu: bool = False):
+    """One batch ``[n, 100, 27, 48, 3]`` of windows; on the GPU if any is
+    there, unless the batch is for the CPU's model (a GPU that failed)."""
+    if on_cpu:
+        return np.stack([w.cpu().numpy() if _is_tensor(w) else w for w in windows])
     if not any(_is_tensor(w) for w in windows):
         return np.stack(windows)
     import torch

@@ -96,3 +96,4 @@ class TaskFailed:
     cause: str               # one line
     cancelled: bool = False  # stopped because the scheduler asked
     fallback: bool = False   # the GPU decoder gave up: decode the video again on the CPU
+    codec_unsupported: bool = False  # ... and cannot decode this codec at all (not worth trying again)

@@ -10,8 +10,9 @@ than that segment's CPU time still waiting for each session, and NVDEC takes
 a small-picture segment only when no large one waits and it would finish
 before the CPU's queue drains. So both kinds of decoder work at once and
 neither leaves a long tail. A video NVDEC gives up on (a decoder error, a
-codec the card lacks) is decoded again by ffmpeg, and that codec is not
-tried on NVDEC again in the run. ``take_notes`` hands the executor one line
+seek that does not land, a codec the card lacks) is decoded again by
+ffmpeg; a codec the card lacks is not tried on NVDEC again in the run, and
+when every NVDEC session has been given up (stalled) all goes to the CPU. ``take_notes`` hands the executor one line
 per video saying where it goes.
 """
 import threading
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from shots.frames.messages import DecodeTask, FramesReady, SegmentPlan, TaskDone, TaskFailed
+from shots.frames.messages import DecodeTask, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.nvdec_source import NvdecFrameSource, refusal
 from shots.frames.probe import VideoInfo
 from shots.frames.segments import MIN_SEGMENT_FRAMES, WHOLE_VIDEO, plan_segments, plan_video
@@ -30,6 +31,11 @@ MIN_PIXELS = 640 * 360
 # Seconds of one NVDEC session per segment of a large picture: a task costs
 # a decoder's start and a seek (tens of milliseconds).
 SEGMENT_SECONDS = 2.0
+# Containers where ThreadedDecoder's seek by frame index is reliable (it
+# reckons by the nominal frame rate and warns for Matroska/WebM, FLV and MOV,
+# and scans a whole Matroska file for its length before each seek): others
+# go to NVDEC whole, the CPU decoders taking their segments as usual.
+NVDEC_SEGMENT_SUFFIXES = {".mp4", ".m4v"}
 # An NVDEC session's time per frame: a fixed part (the Python side, the
 # conversion's kernels) and a part per pixel (H200, 8 sessions: 1080p
 # ~560 frames/s a session, 160x90 ~1,600).
@@ -53,6 +59,10 @@ class _Video:
     either: bool              # NVDEC may decode it
     waiting: Dict[int, int]   # segment's first frame -> its frames, not submitted yet
 
+    def seconds(self, cost, frames: Optional[int] = None) -> float:
+        """``cost`` of ``frames`` of it (None: all its waiting frames)."""
+        return cost(self.info, sum(self.waiting.values()) if frames is None else frames)
+
 
 class MixedFrameSource(FrameSource):
     def __init__(self, nvdec: NvdecFrameSource, cpu: FrameSource, min_pixels: int = MIN_PIXELS):
@@ -62,10 +72,10 @@ class MixedFrameSource(FrameSource):
         self._videos: Dict[Path, _Video] = {}
         self._owner: Dict[int, FrameSource] = {}
         self._infos: Dict[int, VideoInfo] = {}  # NVDEC's tasks
-        self._gave_frames: Set[int] = set()     # NVDEC's tasks that gave frames
         self._refused_paths: Set[Path] = set()
         self._refused_codecs: Dict[str, str] = {}
         self._notes: List[str] = []
+        self._queued = {True: 0.0, False: 0.0}  # waiting seconds, NVDEC-first and CPU-first
 
     @property
     def capacity(self) -> int:
@@ -99,37 +109,50 @@ class MixedFrameSource(FrameSource):
         elif big:
             self._note(f"{path.name}: decoded by NVDEC on the GPU (ffmpeg takes segments when NVDEC is busy)")
             target = max(MIN_SEGMENT_FRAMES, int(SEGMENT_SECONDS / nvdec_seconds(info, 1)))
-            if split and info.expected_frames and info.expected_frames >= 2 * target:
+            seekable = Path(path).suffix.lower() in NVDEC_SEGMENT_SUFFIXES
+            if split and seekable and info.expected_frames and info.expected_frames >= 2 * target:
                 segments = plan_segments(info, target) or segments
         else:
             self._note(f"{path.name}: decoded by ffmpeg on the CPU, small picture ({info.width}x{info.height}); "
                        f"NVDEC takes segments when it is idle")
         expected = info.expected_frames or 0
         waiting = {s.first: (s.frames if s.frames is not None else max(0, expected - s.first)) for s in segments}
+        video = _Video(info, big and not why, not why, waiting)
         with self._lock:
-            self._videos[Path(path)] = _Video(info, big and not why, not why, waiting)
+            self._drop(Path(path))  # planned again (a fallback, a segment redone in one piece)
+            self._videos[Path(path)] = video
+            self._queued[video.nvdec_first] += video.seconds(self._cost_of(video))
         return info, segments or [WHOLE_VIDEO]
+
+    def _cost_of(self, video: _Video):
+        return nvdec_seconds if video.nvdec_first else self.cpu.cost
+
+    def _drop(self, path: Path) -> None:
+        """Its waiting work no longer counts (under the lock)."""
+        video = self._videos.pop(path, None)
+        if video is not None:
+            left = self._queued[video.nvdec_first] - video.seconds(self._cost_of(video))
+            self._queued[video.nvdec_first] = max(0.0, left)
+
+    def forget_video(self, path: Path) -> None:
+        """The video is done, failed or starts over (the scheduler's forget)."""
+        with self._lock:
+            self._drop(Path(path))
 
     # -- routing -----------------------------------------------------------------------------
     def _waiting_seconds(self) -> Tuple[float, float]:
         """Work not handed out yet: (NVDEC-first seconds per NVDEC session,
-        CPU-first seconds per CPU decoder)."""
-        on_gpu = on_cpu = 0.0
+        CPU-first seconds per CPU decoder). Kept as running totals: this is
+        asked for every ready video on every turn with a free slot."""
         with self._lock:
-            videos = list(self._videos.values())
-        for v in videos:
-            frames = sum(list(v.waiting.values()))
-            if v.nvdec_first:
-                on_gpu += nvdec_seconds(v.info, frames)
-            else:
-                on_cpu += self.cpu.cost(v.info, frames)
+            on_gpu, on_cpu = self._queued[True], self._queued[False]
         return on_gpu / max(1, self.nvdec.capacity), on_cpu / max(1, self.cpu.capacity)
 
     def _target(self, info: VideoInfo, frames: Optional[int]) -> Optional[FrameSource]:
         """The side that should take this task now (None: neither, for now)."""
         with self._lock:
             video = self._videos.get(Path(info.path))
-        if video is None or not video.either:
+        if video is None or not video.either or not self.nvdec.capacity:  # no session left: all to the CPU
             return self.cpu if self.cpu.idle(self.cpu.capacity) else None
         first, second = (self.nvdec, self.cpu) if video.nvdec_first else (self.cpu, self.nvdec)
         if first.idle(first.capacity):
@@ -159,13 +182,14 @@ class MixedFrameSource(FrameSource):
         return max(0, min(limit - busy, free))
 
     def submit(self, task: DecodeTask) -> None:
-        target = self._target(task.info, task.segment.frames) or self.cpu
-        if not target.idle(target.capacity):
-            target = self.nvdec if target is self.cpu else self.cpu
+        target = self._target(task.info, task.segment.frames)
+        assert target is not None, "submit() of a task neither side takes now"
         with self._lock:
             video = self._videos.get(Path(task.info.path))
-            if video is not None:
-                video.waiting.pop(task.segment.first, None)
+            frames = video.waiting.pop(task.segment.first, None) if video is not None else None
+            if frames is not None:
+                left = self._queued[video.nvdec_first] - video.seconds(self._cost_of(video), frames)
+                self._queued[video.nvdec_first] = max(0.0, left)
         self._owner[task.task_id] = target
         if target is self.nvdec:
             self._infos[task.task_id] = task.info
@@ -183,26 +207,22 @@ class MixedFrameSource(FrameSource):
         out += self.cpu.poll(0 if out else min(timeout, 0.005) if waiting_on_gpu else timeout)
         out += self.nvdec.poll(0)
         for message in out:
-            if isinstance(message, FramesReady) and message.task_id in self._infos:
-                self._gave_frames.add(message.task_id)
             if isinstance(message, TaskFailed) and message.fallback:
                 self._gave_up(message)
             if isinstance(message, (TaskDone, TaskFailed)):
                 self._owner.pop(message.task_id, None)
                 self._infos.pop(message.task_id, None)
-                self._gave_frames.discard(message.task_id)
         return out
 
     def _gave_up(self, message: TaskFailed) -> None:
-        """Remember a video NVDEC failed on, and its codec if not one frame came."""
+        """Remember a video NVDEC failed on, and its codec if the card cannot decode it at all."""
         info = self._infos.pop(message.task_id, None)
         if info is None:
             return
         with self._lock:
             self._refused_paths.add(Path(info.path))
-            if message.task_id not in self._gave_frames:
+            if message.codec_unsupported:
                 self._refused_codecs.setdefault(info.codec, message.cause)
-        self._gave_frames.discard(message.task_id)
 
     def close(self) -> None:
         try:

@@ -29,7 +29,8 @@ from typing import Dict, List, Optional
 
 from shots.frames.messages import (DecodeReport, DecodeTask, FrameChunk, FramesReady, MemoryChunk, TaskDone,
                                    TaskFailed)
-from shots.frames.probe import VideoInfo
+from shots.frames.ffmpeg_reader import check_coverage
+from shots.frames.probe import DecodeError, VideoInfo
 from shots.frames.segments import decode_seconds, plan_video
 from shots.frames.swscale_exact import NotExact, scale_plan
 
@@ -40,6 +41,17 @@ STALL_S = 60.0         # a session that gives nothing for this long (not waiting
 # Codecs handed to NVDEC (ffprobe's names); 4:2:0 8- and 10-bit only.
 CODECS = {"h264", "hevc", "vp9", "av1", "vp8", "mpeg2video", "mpeg1video"}
 PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
+
+
+class CodecUnsupported(NotExact):
+    """The card's NVDEC does not decode this codec/format at all: not worth
+    trying on another video of the run."""
+
+
+class SeekFailed(NotExact):
+    """ThreadedDecoder's seek by frame index did not land on the segment's
+    first frame (its seek is by nominal frame rate): the video goes to the CPU
+    rather than being decoded from its start again for every segment."""
 
 
 class NvdecUnavailable(Exception):
@@ -156,7 +168,8 @@ class NvdecFrameSource:
     # -- FrameSource ----------------------------------------------------------------------
     @property
     def capacity(self) -> int:
-        return len(self._sessions)
+        """Sessions that can still take work (a stalled one never can)."""
+        return sum(1 for s in self._sessions if not s.lost)
 
     def plan(self, path, split: bool):
         return plan_video(path)
@@ -171,7 +184,8 @@ class NvdecFrameSource:
         return max(0, min(limit, len(usable)) - busy)
 
     def submit(self, task: DecodeTask) -> None:
-        session = next(s for s in self._sessions if s.busy_with is None and not s.lost)
+        session = next((s for s in self._sessions if s.busy_with is None and not s.lost), None)
+        assert session is not None, "submit() without an idle session"
         session.busy_with, session.cancel, session.progress = task.task_id, None, time.monotonic()
         session.tasks.put(task)
 
@@ -211,23 +225,30 @@ class NvdecFrameSource:
             s.cancel = s.busy_with
             s.tasks.put(None)
         for s in self._sessions:
-            s.thread.join(timeout=10)
+            if not s.lost:  # a stalled one is stuck in the library: a daemon thread, left behind
+                s.thread.join(timeout=10)
         self._sessions = []
 
     # -- the decoder threads ------------------------------------------------------------------
     def _loop(self, session: _Session) -> None:
+        # One stream per session, for its life: a new pooled stream per task
+        # would sooner or later be the model's or another session's (PyTorch
+        # hands out 32 in turn), and each would keep a cache of its own.
+        self._torch.cuda.set_device(self.device)
+        stream = self._torch.cuda.Stream(self.device)
         while True:
             task = session.tasks.get()
             if task is None:
                 return
             try:
-                report = self._decode(session, task)
+                report = self._decode(session, task, stream)
                 self._out.put(TaskDone(task.task_id, report))
             except _Cancelled:
                 self._out.put(TaskFailed(task.task_id, "cancelled", cancelled=True))
             except Exception as exc:  # anything NVDEC could not do: the CPU redoes the video
                 cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                self._out.put(TaskFailed(task.task_id, f"NVDEC failed ({cause})", fallback=True))
+                self._out.put(TaskFailed(task.task_id, f"NVDEC failed ({cause})", fallback=True,
+                                         codec_unsupported=isinstance(exc, CodecUnsupported)))
 
     def _converter(self, info: VideoInfo):
         from shots.frames.yuv_to_rgb import YuvToRgb
@@ -241,13 +262,12 @@ class NvdecFrameSource:
     def _task_run(self, session: _Session, task: DecodeTask, time_base: Fraction, offset: int) -> "_TaskRun":
         return _TaskRun(self, session, task, time_base, offset)
 
-    def _decode(self, session: _Session, task: DecodeTask) -> DecodeReport:
+    def _decode(self, session: _Session, task: DecodeTask, stream) -> DecodeReport:
         info, seg = task.info, task.segment
         why = refusal(info)
         if why:
             raise NotExact(why)
         nvc, torch = self._nvc, self._torch
-        torch.cuda.set_device(self.device)
         demuxer = nvc.CreateDemuxer(filename=str(info.path))  # the stream and its time base only
         if demuxer.GetVideoStreamId() != info.stream_index:
             raise NotExact(f"it would decode stream {demuxer.GetVideoStreamId()}, not {info.stream_index}")
@@ -256,23 +276,31 @@ class NvdecFrameSource:
         del demuxer
         absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
         offset = 0 if absolute else start_offset(info, time_base)
-        # Its own stream, handed to the decoder too: its copies and ours are
-        # ordered on it, and wait neither for the model's batches nor for the
-        # other sessions (on the legacy default stream: 1.2k 1080p frames/s).
-        stream = torch.cuda.Stream(self.device)
+        # The session's own stream, handed to the decoder too: its copies and
+        # ours are ordered on it, and wait neither for the model's batches nor
+        # for the other sessions (on the legacy default stream: 1.2k 1080p frames/s).
         with torch.cuda.stream(stream):
             run = self._task_run(session, task, time_base, offset)
-            if seg.start is not None and not self._seek_worked(run, stream, seg.first):
-                # From the file's start instead, dropping the frames before the segment.
-                run = self._task_run(session, task, time_base, offset)
-                run.decode(stream, 0)
-            elif seg.start is None:
-                run.decode(stream, 0)
+            if not self._seek_worked(run, stream, seg.first if seg.start is not None else 0):
+                raise SeekFailed(f"its seek to frame {seg.first} did not land on the segment's first frame")
             run.flush()
-        if not run.count and (seg.frames or info.expected_frames):
-            # A decoder that failed in its own thread may just end: the CPU will say what it is.
-            raise RuntimeError("NVDEC gave no frame")
+        self._check_complete(run, task)
         return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
+
+    @staticmethod
+    def _check_complete(run: "_TaskRun", task: DecodeTask) -> None:
+        """A ThreadedDecoder that fails in its own thread just ends early:
+        such a task goes to the CPU, which says what the file really holds."""
+        seg = task.segment
+        if seg.frames is not None and run.count != seg.frames:
+            raise RuntimeError(f"NVDEC gave {run.count} frames instead of {seg.frames}")
+        if seg.frames is None:
+            if not run.count and task.info.expected_frames:
+                raise RuntimeError("NVDEC gave no frame")
+            try:
+                check_coverage(task.info, run.timestamps)
+            except DecodeError as exc:
+                raise RuntimeError(f"NVDEC stopped early ({exc})") from None
 
     def _check_caps(self, demuxer, info: VideoInfo) -> None:
         """What the card's NVDEC says it decodes (AV1 on an H200: nothing),
@@ -281,7 +309,7 @@ class NvdecFrameSource:
             caps = self._nvc.GetDecoderCaps(gpuid=self.gpu, codec=demuxer.GetNvCodecId(),
                                             chromaformat=demuxer.ChromaFormat(), bitdepth=demuxer.BitDepth())
         except Exception as exc:
-            raise NotExact(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
+            raise CodecUnsupported(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
 
         def cap(key: str, default: int) -> int:
             try:  # a dict in 2.2.4; anything else is read as "not said"
@@ -290,22 +318,22 @@ class NvdecFrameSource:
                 return default
 
         if not cap("num_decoder_engines", 1):
-            raise NotExact(f"this GPU's NVDEC does not decode {info.codec} "
+            raise CodecUnsupported(f"this GPU's NVDEC does not decode {info.codec} "
                            f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
         if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
             raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
 
     @staticmethod
     def _seek_worked(run: "_TaskRun", stream, first: int) -> bool:
-        """Decode a segment from its first frame's index; False when the
-        decoder could not seek there (an error before any frame was sent, or
-        a first frame after the segment's start)."""
+        """Decode a task from its first frame's index; False when the decoder
+        could not seek there (an error before any frame was sent, no frame,
+        or a first frame after the segment's start)."""
         try:
             return run.decode(stream, first)
         except _Cancelled:
             raise
         except Exception:
-            if run.count or run.filled:
+            if run.count or run.filled or not first:
                 raise
             return False
 
@@ -347,7 +375,8 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
                 frames = decoder.get_batch_frames(BATCH_FRAMES)
                 self.session.progress = time.monotonic()
                 if not frames:
-                    break
+                    # Nothing at all after a seek: it went past the file's end by its reckoning.
+                    return bool(self.count or self.filled or not start_frame)
                 if not self.add(frames):
                     return False
         finally:

@@ -45,7 +45,10 @@ class YuvToRgb:
         self._luma_table = as_tensor(t.luma_table)
         self._r_v, self._g_u, self._g_v, self._b_u = (as_tensor(a) for a in (t.r_from_v, t.g_from_u,
                                                                                t.g_from_v, t.b_from_u))
-        per_frame = plan.width * plan.height * 6  # luma and chroma as float32
+        # Luma and chroma as floats (float64 for 10-bit input), and the integer
+        # planes split from a P016 surface (nvdec_source.py: three int32 copies).
+        width = 8 if torch.float64 in (self._lh_dtype, self._ch_dtype) else 4
+        per_frame = plan.width * plan.height * (width * 3 // 2 + (12 if plan.depth > 8 else 0))
         self.step = max(1, WORK_BYTES // per_frame)
 
     def _horizontal(self, f: Filter, top: int):
