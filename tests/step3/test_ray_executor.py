@@ -136,6 +136,19 @@ def test_a_local_ray_instance_gives_the_same_results(pair):
     assert load_json(pair["ray"]["root"] / "demo" / "sample.scenes.json")["scene_count"] == 108
 
 
+def test_a_ray_client_address_is_one_clear_error(media, tmp_path):
+    """ray:// is refused before anything starts, in one line that says why."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copyfile(media["short"], folder / "short.mp4")
+    proc = run_step3("--input-dir", folder, "--log-dir", tmp_path / "logs", "--executor", "ray",
+                     "--ray-address", "ray://127.0.0.1:10001")
+    errors = lines(proc, "ERROR:")
+    assert proc.returncode == 2 and len(errors) == 1, proc.stdout + proc.stderr
+    assert "Ray Client (ray://) cannot carry" in errors[0] and "ray_address auto" in errors[0]
+    assert not list(folder.glob("*.csv"))
+
+
 def test_the_local_instance_is_gone_after_the_run(pair):
     assert pair["temp_left"] == []
     assert ray_runs_left() == []

@@ -65,6 +65,13 @@ def connect(address: str) -> Cluster:
     address, RAY_ADDRESS names the cluster, as for any Ray program."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS", "").strip()
+    if address.startswith("ray://"):
+        # Tried with ray[client] 2.60 against a local head: the decoding
+        # tasks' generators fail there ("'ObjectRefGenerator' object has no
+        # attribute 'binary'"), and its init cannot carry a JobConfig.
+        raise SetupFailed(f"ray_address {address}: Ray Client (ray://) cannot carry STEP3's decoding tasks, "
+                          f"which stream frames as Ray generators; run STEP3 on a node of the cluster "
+                          f"with ray_address auto or host:port")
     try:
         import ray
     except ImportError as exc:
