@@ -12,8 +12,8 @@ before the CPU's queue drains. So both kinds of decoder work at once and
 neither leaves a long tail. A video NVDEC gives up on (a decoder error, a
 seek that does not land, a codec the card lacks) is decoded again by
 ffmpeg; a codec the card lacks is not tried on NVDEC again in the run, and
-when every NVDEC session has been given up (stalled) all goes to the CPU. ``take_notes`` hands the executor one line
-per video saying where it goes.
+when every NVDEC session has been given up (stalled) all goes to the CPU.
+``take_notes`` hands the executor one line per video saying where it goes.
 """
 import threading
 from dataclasses import dataclass
@@ -167,7 +167,9 @@ class MixedFrameSource(FrameSource):
     def can_take(self, path: Path, frames: Optional[int] = None) -> bool:
         with self._lock:
             video = self._videos.get(Path(path))
-        return video is not None and self._target(video.info, frames) is not None
+        if video is None:  # not planned here (or forgotten): the CPU's, as _target says
+            return self.cpu.idle(self.cpu.capacity) > 0
+        return self._target(video.info, frames) is not None
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
         with self._lock:

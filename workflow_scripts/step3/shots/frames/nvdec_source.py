@@ -34,7 +34,7 @@ from shots.frames.probe import DecodeError, VideoInfo
 from shots.frames.segments import decode_seconds, plan_video
 from shots.frames.swscale_exact import NotExact, scale_plan
 
-SESSIONS = 8           # decoder sessions: 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
+SESSIONS = 8           # 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
 BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
 CHUNKS_AHEAD = 64      # converted batches a thread may hold unread (48x27 frames: 8 MB)
 STALL_S = 60.0         # a session that gives nothing for this long (not waiting on us) is given up
