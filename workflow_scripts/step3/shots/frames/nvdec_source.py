@@ -319,7 +319,7 @@ class NvdecFrameSource:
 
         if not cap("num_decoder_engines", 1):
             raise CodecUnsupported(f"this GPU's NVDEC does not decode {info.codec} "
-                           f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
+                                   f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
         if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
             raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
 
