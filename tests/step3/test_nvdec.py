@@ -275,3 +275,44 @@ def test_waiting_work_is_kept_as_running_totals(tmp_path, media):
 def test_a_segment_start_is_compared_at_the_timestamps_precision(start, first, same):
     from shots.video_job import start_tolerance
     assert (abs(first - start) < start_tolerance(start)) is same
+
+
+class Run:
+    """What NvdecFrameSource's checks read of a task's run."""
+
+    def __init__(self, count=0, timestamps=(), filled=0, raises=None, result=True):
+        self.count, self.timestamps, self.filled = count, list(timestamps), filled
+        self._raises, self._result = raises, result
+
+    def decode(self, stream, first):
+        if self._raises:
+            raise self._raises
+        return self._result
+
+
+def test_a_short_or_empty_nvdec_task_goes_to_the_cpu(media):
+    """ThreadedDecoder ends quietly when its thread fails: a segment short of
+    its frames, a video with none, or one that stops well before its end is
+    an NVDEC failure (the CPU then decodes it and says what the file holds)."""
+    from shots.frames.messages import SegmentPlan
+    from shots.frames.nvdec_source import NvdecFrameSource as Source
+    info = probe(media["cuts"])  # 15 s
+    whole, segment = DecodeTask(1, info, WHOLE_VIDEO), DecodeTask(2, info, SegmentPlan(5.0, 125, 100))
+    Source._check_complete(Run(100, [5.0 + i / 25 for i in range(100)]), segment)
+    Source._check_complete(Run(info.expected_frames, [i / 25 for i in range(info.expected_frames)]), whole)
+    for run, task, said in ((Run(99, [0.0] * 99), segment, "99 frames instead of 100"),
+                            (Run(0, []), whole, "no frame"),
+                            (Run(50, [i / 25 for i in range(50)]), whole, "stopped early")):
+        with pytest.raises(RuntimeError, match=said):
+            Source._check_complete(run, task)
+
+
+def test_a_seek_that_fails_before_any_frame_is_a_failed_seek():
+    from shots.frames.nvdec_source import NvdecFrameSource as Source
+    assert Source._seek_worked(Run(), None, 250) is True
+    assert Source._seek_worked(Run(result=False), None, 250) is False       # landed after the start
+    assert Source._seek_worked(Run(raises=RuntimeError("seek")), None, 250) is False
+    with pytest.raises(RuntimeError):  # from the file's start, or after frames were sent: a real error
+        Source._seek_worked(Run(raises=RuntimeError("decode")), None, 0)
+    with pytest.raises(RuntimeError):
+        Source._seek_worked(Run(count=32, raises=RuntimeError("decode")), None, 250)
