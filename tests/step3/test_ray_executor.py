@@ -383,6 +383,66 @@ def test_cancel_shuts_the_local_instance_down(big_clip, tmp_path):
     assert ray_runs_left() == []
 
 
+@pytest.fixture
+def three_nodes():
+    """A cluster of its own for the test that loses a node: a head (the model
+    actor and one decoder) and two 1-CPU worker nodes, w1 and w2. (A short
+    folder: Ray's sockets live under it, and a socket's path has 107 bytes.)"""
+    base = Path(tempfile.mkdtemp(prefix="rc3-"))
+    token = base / "token"
+    token.write_text(secrets.token_hex(32))
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **QUIET)
+    port = free_port()
+    common = ["--num-gpus=0", "--disable-usage-stats", "--object-store-memory=100000000"]
+    try:
+        subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                        f"--temp-dir={base / 'h'}", *common], env=env, check=True, capture_output=True, timeout=120)
+        for node in ("w1", "w2"):
+            subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+                            f"--temp-dir={base / node}", *common], env=env, check=True, capture_output=True,
+                           timeout=120)
+        yield {"address": f"127.0.0.1:{port}", "env": {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")},
+               "base": base}
+    finally:
+        stop(node_processes(base))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_node_lost_mid_run_loses_nothing(three_nodes, pair, big_clip, tmp_path):
+    """Worker node w2 dies whole (its raylet, agents and workers) while one of
+    its decoding tasks runs: its work is redone elsewhere, every video comes
+    out as the local executor's, and no result is half-written."""
+    folder = tmp_path / "p"
+    for i in range(4):  # more tasks than decoding slots: every node decodes
+        copy(big_clip, folder / f"big{i}.mp4")
+    watch = Watch(start_on_cluster(three_nodes, folder, tmp_path / "logs"))
+    node, lost = three_nodes["base"] / "w2", False
+    deadline = time.monotonic() + 240
+    while not lost and watch.proc.poll() is None and time.monotonic() < deadline:
+        processes = node_processes(node)
+        for p in processes:
+            try:
+                if _name(p).startswith("ray::decode") and any(c.name() == "ffmpeg" for c in p.children()):
+                    stop(processes)
+                    lost = True
+                    break
+            except psutil.Error:
+                pass
+        time.sleep(0.05)
+    text = watch.wait(timeout=400)
+    assert lost, text
+    assert watch.proc.returncode == 0, text + "".join(watch.err)
+    assert "SUMMARY: 4/4 succeeded, 0 failed, 0 skipped" in text
+    local = pair["local"]["root"] / "generated"
+    want = load_json(local / "big.scenes.json")
+    for i in range(4):
+        assert (folder / f"big{i}.csv").read_bytes() == (local / "big.csv").read_bytes()
+        got = load_json(folder / f"big{i}.scenes.json")
+        assert got["complete"] and got["scenes"] == want["scenes"] and got["predictions"] == want["predictions"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"big{i}{ext}" for i in range(4) for ext in (".mp4", ".csv", ".scenes.json")])
+
+
 def test_the_dashboard_s_system_panel_shows_the_cluster(cluster):
     """dashboard/system.py (loaded from its file: the dashboard's package needs Flask)."""
     import importlib.util
