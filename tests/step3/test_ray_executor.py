@@ -185,25 +185,33 @@ def stop(processes: list) -> None:
     psutil.wait_procs(processes, timeout=10)
 
 
+def start_cluster(base: Path, workers: dict, worker_prefix=()) -> dict:
+    """A head of 2 CPUs (the model actor and a decoder) and worker nodes
+    ``{folder: CPUs}``, each with its files under ``base``, behind Ray's token
+    authentication: the address and the environment that joins it."""
+    token = base / "token"
+    token.write_text(secrets.token_hex(32))
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **QUIET)
+    port = free_port()
+    common = ["--num-gpus=0", "--disable-usage-stats", "--object-store-memory=100000000"]
+    subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    f"--temp-dir={base / 'h'}", *common], env=env, check=True, capture_output=True, timeout=120)
+    for folder, cpus in workers.items():
+        subprocess.run([*worker_prefix, str(RAY), "start", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}",
+                        f"--temp-dir={base / folder}", *common], env=env, check=True, capture_output=True,
+                       timeout=120)
+    return {"address": f"127.0.0.1:{port}", "env": {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")},
+            "base": base}
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Head: 2 CPUs (the model actor and a decoder); worker: 1 CPU (a decoder).
     As root, the worker node runs without the capabilities that override file
     permissions: it cannot read what only another user may, the head can."""
     base = tmp_path_factory.mktemp("rc")
-    token = base / "token"
-    token.write_text(secrets.token_hex(32))
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **QUIET)
-    port = free_port()
-    common = ["--num-gpus=0", "--disable-usage-stats", "--object-store-memory=100000000"]
     try:
-        subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                        f"--temp-dir={base / 'h'}", *common], env=env, check=True, capture_output=True, timeout=120)
-        prefix = DROP_FILE_OVERRIDES if os.geteuid() == 0 else []
-        subprocess.run([*prefix, str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
-                        f"--temp-dir={base / 'w'}", *common], env=env, check=True, capture_output=True, timeout=120)
-        yield {"address": f"127.0.0.1:{port}", "env": {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")},
-               "base": base}
+        yield start_cluster(base, {"w": 1}, DROP_FILE_OVERRIDES if os.geteuid() == 0 else ())
     finally:
         stop(node_processes(base))
 
@@ -389,20 +397,8 @@ def three_nodes():
     actor and one decoder) and two 1-CPU worker nodes, w1 and w2. (A short
     folder: Ray's sockets live under it, and a socket's path has 107 bytes.)"""
     base = Path(tempfile.mkdtemp(prefix="rc3-"))
-    token = base / "token"
-    token.write_text(secrets.token_hex(32))
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), **QUIET)
-    port = free_port()
-    common = ["--num-gpus=0", "--disable-usage-stats", "--object-store-memory=100000000"]
     try:
-        subprocess.run([str(RAY), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                        f"--temp-dir={base / 'h'}", *common], env=env, check=True, capture_output=True, timeout=120)
-        for node in ("w1", "w2"):
-            subprocess.run([str(RAY), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
-                            f"--temp-dir={base / node}", *common], env=env, check=True, capture_output=True,
-                           timeout=120)
-        yield {"address": f"127.0.0.1:{port}", "env": {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")},
-               "base": base}
+        yield start_cluster(base, {"w1": 1, "w2": 1})
     finally:
         stop(node_processes(base))
         shutil.rmtree(base, ignore_errors=True)
