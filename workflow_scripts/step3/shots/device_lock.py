@@ -13,9 +13,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
-from shots.folder_lock import lock_or_holder
+from shots.folder_lock import HeldLock, lock_or_holder
 
 
 def lock_path(key: str) -> Path:
@@ -32,11 +32,10 @@ def gpu_lock_for(device: str) -> "DeviceLock":
     return DeviceLock(str(uuid) if uuid else f"index-{index}", f"the GPU cuda:{index}")
 
 
-class DeviceLock:
+class DeviceLock(HeldLock):
     def __init__(self, key: str, describe: str):
         self.path = lock_path(key)
         self.describe = describe
-        self._fd: Optional[int] = None
 
     def acquire(self, say: Callable[[str], None]) -> "DeviceLock":
         """Take the card, waiting (after one line through ``say``) while another run has it."""
@@ -58,8 +57,3 @@ class DeviceLock:
             raise
         self._fd = fd
         return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

@@ -19,10 +19,20 @@ class FolderBusy(RuntimeError):
     """Another STEP3 run is analysing this folder; the message says which."""
 
 
-class FolderLock:
+class HeldLock:
+    """An flock held through an open descriptor, dropped by ``release`` (or
+    by the kernel when the process ends)."""
+    _fd: Optional[int] = None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class FolderLock(HeldLock):
     def __init__(self, target: Path):
         self.target = Path(target)
-        self._fd: Optional[int] = None
 
     def acquire(self) -> "FolderLock":
         """Raise FolderBusy when another process holds the lock; a folder that
@@ -42,11 +52,6 @@ class FolderLock:
                              f"run this one when it has ended")
         self._fd = fd
         return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
     def __enter__(self) -> "FolderLock":
         return self.acquire()

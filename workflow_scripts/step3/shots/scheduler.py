@@ -68,9 +68,8 @@ class DecodeScheduler:
 
     # -- decoding ---------------------------------------------------------------------
     def _remaining_seconds(self, job: VideoJob) -> float:
-        expected = job.info.expected_frames or 0
-        return sum(self.source.cost(job.info, s.plan.frames if s.plan.frames is not None else expected - s.plan.first)
-                   for s in job.waiting_segments())
+        expected = job.info.expected_frames
+        return sum(self.source.cost(job.info, s.plan.frame_count(expected)) for s in job.waiting_segments())
 
     def assign(self) -> None:
         """Longest remaining work first, so that no long video is left to finish
@@ -98,10 +97,8 @@ class DecodeScheduler:
                 ready.pop(0)
 
     @staticmethod
-    def _next_frames(job: VideoJob) -> Optional[int]:
-        seg = next(s for s in job.segments if s.task_id is None)
-        expected = job.info.expected_frames
-        return seg.plan.frames if seg.plan.frames is not None else (expected - seg.plan.first if expected else None)
+    def _next_frames(job: VideoJob) -> int:
+        return next(s for s in job.segments if s.task_id is None).plan.frame_count(job.info.expected_frames)
 
     def _submit(self, job: VideoJob, index: int) -> None:
         self._next_task += 1

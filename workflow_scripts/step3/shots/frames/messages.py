@@ -24,6 +24,10 @@ class SegmentPlan:
     first: int               # index of its first frame in the video
     frames: Optional[int]    # frame count (None: to the end of the video)
 
+    def frame_count(self, expected: Optional[int]) -> int:
+        """Its frames, for a video of ``expected`` frames (0 when not known)."""
+        return self.frames if self.frames is not None else max(0, (expected or 0) - self.first)
+
 
 @dataclass(frozen=True)
 class DecodeTask:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from shots.frames.messages import DecodeTask, SegmentPlan, TaskDone, TaskFailed
-from shots.frames.nvdec_source import NvdecFrameSource, refusal
+from shots.frames.nvdec_source import NvdecFrameSource, nvdec_seconds, refusal
 from shots.frames.probe import VideoInfo
 from shots.frames.segments import MIN_SEGMENT_FRAMES, WHOLE_VIDEO, plan_segments, plan_video
 from shots.frames.source import FrameSource
@@ -36,20 +36,10 @@ SEGMENT_SECONDS = 2.0
 # and scans a whole Matroska file for its length before each seek): others
 # go to NVDEC whole, the CPU decoders taking their segments as usual.
 NVDEC_SEGMENT_SUFFIXES = {".mp4", ".m4v"}
-# An NVDEC session's time per frame: a fixed part (the Python side, the
-# conversion's kernels) and a part per pixel (H200, 8 sessions: 1080p
-# ~560 frames/s a session, 160x90 ~1,600).
-FRAME_COST_S = 6e-4
-PIXEL_COST_S = 5.8e-10
 # The CPU's estimate (segments.decode_seconds) is optimistic on large
 # pictures when the NVDEC threads share the cores: a CPU decoder takes a
 # large-picture segment only with this margin.
 CPU_MARGIN = 1.5
-
-
-def nvdec_seconds(info: VideoInfo, frames: Optional[int]) -> float:
-    n = frames if frames is not None else (info.expected_frames or 0)
-    return n * (FRAME_COST_S + PIXEL_COST_S * info.width * info.height)
 
 
 @dataclass
@@ -115,8 +105,7 @@ class MixedFrameSource(FrameSource):
         else:
             self._note(f"{path.name}: decoded by ffmpeg on the CPU, small picture ({info.width}x{info.height}); "
                        f"NVDEC takes segments when it is idle")
-        expected = info.expected_frames or 0
-        waiting = {s.first: (s.frames if s.frames is not None else max(0, expected - s.first)) for s in segments}
+        waiting = {s.first: s.frame_count(info.expected_frames) for s in segments}
         video = _Video(info, big and not why, not why, waiting)
         with self._lock:
             self._drop(Path(path))  # planned again (a fallback, a segment redone in one piece)
@@ -125,7 +114,7 @@ class MixedFrameSource(FrameSource):
         return info, segments or [WHOLE_VIDEO]
 
     def _cost_of(self, video: _Video):
-        return nvdec_seconds if video.nvdec_first else self.cpu.cost
+        return self.nvdec.cost if video.nvdec_first else self.cpu.cost
 
     def _drop(self, path: Path) -> None:
         """Its waiting work no longer counts (under the lock)."""

@@ -31,7 +31,7 @@ from shots.frames.messages import (DecodeReport, DecodeTask, FrameChunk, FramesR
                                    TaskFailed)
 from shots.frames.ffmpeg_reader import check_coverage
 from shots.frames.probe import DecodeError, VideoInfo
-from shots.frames.segments import decode_seconds, plan_video
+from shots.frames.segments import plan_video
 from shots.frames.swscale_exact import NotExact, scale_plan
 
 SESSIONS = 8           # 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
@@ -41,6 +41,19 @@ STALL_S = 60.0         # a session that gives nothing for this long (not waiting
 # Codecs handed to NVDEC (ffprobe's names); 4:2:0 8- and 10-bit only.
 CODECS = {"h264", "hevc", "vp9", "av1", "vp8", "mpeg2video", "mpeg1video"}
 PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
+
+
+# A session's time per frame: a fixed part (the Python side, the
+# conversion's kernels) and a part per pixel (H200, 8 sessions: 1080p
+# ~560 frames/s a session, 160x90 ~1,600).
+FRAME_COST_S = 6e-4
+PIXEL_COST_S = 5.8e-10
+
+
+def nvdec_seconds(info: VideoInfo, frames: Optional[int]) -> float:
+    """Rough time one NVDEC session needs for ``frames`` frames (None: all) of a video."""
+    n = frames if frames is not None else (info.expected_frames or 0)
+    return n * (FRAME_COST_S + PIXEL_COST_S * info.width * info.height)
 
 
 class CodecUnsupported(NotExact):
@@ -175,8 +188,7 @@ class NvdecFrameSource:
         return plan_video(path)
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
-        # About 7x an ffmpeg process on 1080p (bench/RESULTS.md): only the order matters.
-        return decode_seconds(info, frames) / 7
+        return nvdec_seconds(info, frames)
 
     def idle(self, limit: int) -> int:
         usable = [s for s in self._sessions if not s.lost]
@@ -363,8 +375,9 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
         return self.limit is not None and self.count + self.filled >= self.limit
 
     def decode(self, stream, start_frame: int) -> bool:
-        """Decode the task from ``start_frame`` (a seek by frame index); False
-        when the first frame came after the segment's start (nothing sent)."""
+        """Decode the task from ``start_frame`` (a seek by frame index); False,
+        with nothing sent, when the seek missed: the first frame came after
+        the segment's start, or no frame came at all."""
         decoder = self.source._nvc.ThreadedDecoder(str(self.task.info.path), buffer_size=2 * BATCH_FRAMES,
                                                    gpu_id=self.source.gpu, cuda_stream=stream.cuda_stream,
                                                    use_device_memory=True, start_frame=start_frame)

@@ -50,10 +50,8 @@ class Backend:
     def __call__(self, windows) -> np.ndarray:
         """``windows``: uint8 ``[n, 100, 27, 48, 3]``, numpy, or a tensor
         (frames decoded on the GPU stay there)."""
-        if isinstance(windows, torch.Tensor):
-            x = windows.to(self.device)
-        elif self.device.type == "cuda":
-            x = torch.from_numpy(windows)
+        x = windows.to(self.device) if isinstance(windows, torch.Tensor) else torch.from_numpy(windows)
+        if self.device.type == "cuda" and not x.is_cuda:
             n = x.shape[0]
             if self._staging is None or self._staging.shape[0] < n:
                 self._staging = torch.empty((n,) + tuple(x.shape[1:]), dtype=torch.uint8).pin_memory()
@@ -62,8 +60,6 @@ class Backend:
             # The copy is asynchronous; the .cpu() below waits for the whole batch
             # before this buffer can be written again.
             x = staging.to(self.device, non_blocking=True)
-        else:
-            x = torch.from_numpy(windows)
         with torch.no_grad(), self.autocast():
             single, many = self.module(x)
             probs = torch.stack([single[:, KEEP_FROM:KEEP_TO, 0], many[:, KEEP_FROM:KEEP_TO, 0]], 1)
