@@ -197,7 +197,7 @@ def pure_decode(videos, workers):
     tasks = []
     for info, segments in plans:
         for seg in segments:
-            frames = seg.frames if seg.frames is not None else (info.expected_frames or 0) - seg.first
+            frames = seg.frame_count(info.expected_frames)
             tasks.append((source.cost(info, frames), info, seg))
     tasks.sort(key=lambda t: -t[0])
     pending = [DecodeTask(i, info, seg) for i, (_, info, seg) in enumerate(tasks)]
