@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_step3_gpu import GpuBusy
+from nvdec_trace import summarize
 from benchlib import SCRIPT, CpuBusy, ffmpeg, frame_count, machine, run_measured, table
 
 from shots.model import weights as assets  # noqa: E402
@@ -90,7 +91,7 @@ def compare(base: Path, other: Path):
     return same, worst, sorted(sources)
 
 
-def hd_bench(copies: int, long: int, variants, pure_sessions=()):
+def hd_bench(copies: int, long: int, variants, pure_sessions=(), trace=False):
     work = Path(tempfile.mkdtemp(prefix="step3-nvdec-"))
     videos = make_videos(work, copies, long)
     total = sum(frame_count(v) for v in videos)
@@ -103,9 +104,12 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=()):
         decoder, _, workers = variant.partition(":")  # "nvdec:8": with 8 ffmpeg decoders beside NVDEC
         out_dir = work / f"run_{variant.replace(':', '_')}"
         shutil.copytree(work / "videos", out_dir)
+        trace_file = work / f"trace_{variant.replace(':', '_')}.json"
+        script = [str(Path(__file__).with_name("nvdec_trace.py")), str(trace_file)] \
+            if trace and decoder == "nvdec" else [str(SCRIPT)]
         with CpuBusy() as cpu, GpuBusy() as gpu:
             wall, peak, _, out, rc = run_measured(
-                [sys.executable, str(SCRIPT), "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
+                [sys.executable, *script, "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
                  "--device", "cuda", "--num-workers", workers or "auto", "--mixed-precision", "--decoder", decoder],
                 env=env)
         walls[variant], dirs[variant] = wall, out_dir
@@ -117,6 +121,8 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=()):
                      f"{same}/{len(videos)}", f"{worst:.1e}", "/".join(sources),
                      summary[0][9:] if summary else f"rc {rc}", first[0][6:].split(";")[0] if first else ""])
         print(rows[-1], flush=True)
+        if trace_file.exists():
+            print("\n".join(summarize(trace_file)), flush=True)
         if rc != 0:
             print(out[-3000:])
         print("\n".join(ln for ln in out.splitlines() if "decoder" in ln.lower() and "CONFIG" not in ln)[:1500],
@@ -133,10 +139,12 @@ def main():
     parser.add_argument("--long", type=int, default=3, help="of them, the 1080p encode looped 3 times")
     parser.add_argument("--variants", default="cpu,nvdec",
                         help="decoder values, the first is the reference; nvdec:8 = with 8 ffmpeg decoders")
+    parser.add_argument("--trace", action="store_true", help="time the NVDEC runs' tasks by side (nvdec_trace.py)")
     parser.add_argument("--pure", default="", help="NVDEC session counts to measure the source alone with (4,8)")
     args = parser.parse_args()
     print(machine(), flush=True)
-    hd_bench(args.copies, args.long, args.variants.split(","), [int(n) for n in args.pure.split(",") if n])
+    hd_bench(args.copies, args.long, args.variants.split(","), [int(n) for n in args.pure.split(",") if n],
+             args.trace)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from conftest import copy_to, ffmpeg
+from conftest import copy_to, ffmpeg, lines, run_step3
 from shots.config import load_config
 from shots.driver import Driver
 from shots.executors.local import LocalExecutor, ffmpeg_source
@@ -182,3 +182,45 @@ def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
             assert report.timestamps == want_report.timestamps, name
     finally:
         source.close()
+
+
+def damage(src, dst, how):
+    """A copy of ``src`` with 32 KB of its middle overwritten (seeded bytes),
+    or cut at 60 % (the index at the front promises frames that are not there)."""
+    data = bytearray(src.read_bytes())
+    if how == "cut":
+        data = data[:len(data) * 6 // 10]
+    else:
+        middle = len(data) // 2
+        data[middle:middle + 32768] = np.random.default_rng(7).integers(0, 256, 32768, dtype=np.uint8).tobytes()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(bytes(data))
+
+
+def test_damaged_files_fail_alone_and_the_process_survives(tmp_path, nvdec, clips):
+    """The real script, NVDEC forced: a damaged file must not take the process
+    down (ThreadedDecoder decodes in a C++ thread of its own) nor hold the
+    batch; the good video is NVDEC's and the same as ffmpeg's. What NVDEC made
+    of each damaged file is printed for the notes."""
+    src = tmp_path / "faststart.mp4"  # the index first, so a cut file still opens
+    ffmpeg("-i", str(clips["h264"]), "-c", "copy", "-movflags", "+faststart", str(src))
+    for folder in ("cpu", "gpu"):
+        copy_to(clips["h264"], tmp_path / folder, "good.mp4")
+        damage(src, tmp_path / folder / "noisy.mp4", "noise")
+        damage(src, tmp_path / folder / "cut.mp4", "cut")
+    procs = {}
+    for folder, decoder in (("cpu", "cpu"), ("gpu", "nvdec")):
+        procs[folder] = run_step3("--input-dir", tmp_path / folder, "--log-dir", tmp_path / "logs", "--device",
+                                  "cuda", "--num-workers", "2", "--decoder", decoder, timeout=300)
+    gpu = procs["gpu"]
+    assert gpu.returncode in (0, 1), (gpu.returncode, gpu.stdout[-2000:], gpu.stderr[-2000:])
+    assert compare(tmp_path / "cpu", tmp_path / "gpu", "good")["frame_source"] == "nvdec"
+    for stem in ("noisy", "cut"):
+        done = (tmp_path / "gpu" / f"{stem}.csv").exists()
+        errors = [ln for ln in lines(gpu, "ERROR:") if f"{stem}.mp4" in ln]
+        assert done or len(errors) == 1, (stem, gpu.stdout[-3000:])
+        same_as_cpu = done and (tmp_path / "cpu" / f"{stem}.csv").exists() and \
+            (tmp_path / "cpu" / f"{stem}.csv").read_bytes() == (tmp_path / "gpu" / f"{stem}.csv").read_bytes()
+        source = load_result(tmp_path / "gpu" / f"{stem}.scenes.json")["frame_source"] if done else None
+        print(f"{stem}: done {done}, source {source}, CSV as ffmpeg's {same_as_cpu}, errors {errors}, "
+              f"warnings {[ln for ln in lines(gpu, 'WARNING:') if stem in ln]}")
