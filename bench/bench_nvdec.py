@@ -123,6 +123,8 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=(), trace=False):
         print(rows[-1], flush=True)
         if trace_file.exists():
             print("\n".join(summarize(trace_file)), flush=True)
+            if os.environ.get("OUT"):  # the device tool's folder that comes back
+                shutil.copy(trace_file, os.environ["OUT"])
         if rc != 0:
             print(out[-3000:])
         print("\n".join(ln for ln in out.splitlines() if "decoder" in ln.lower() and "CONFIG" not in ln)[:1500],

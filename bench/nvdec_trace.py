@@ -15,11 +15,11 @@ from pathlib import Path
 from benchlib import STEP3  # noqa: F401  (puts STEP3 on the path)
 
 
-def install(events: list, t0: float) -> None:
+def install(events: list, t0: float, totals: dict) -> None:
     from shots.frames import mixed_source
     from shots.frames.messages import TaskDone, TaskFailed
     cls = mixed_source.MixedFrameSource
-    submit, poll = cls.submit, cls.poll
+    submit, poll, close = cls.submit, cls.poll, cls.close
     open_tasks = {}
 
     def timed_submit(self, task):
@@ -41,15 +41,21 @@ def install(events: list, t0: float) -> None:
                 event["failed"] = isinstance(message, TaskFailed)
         return out
 
-    cls.submit, cls.poll = timed_submit, timed_poll
+    def closing(self):
+        totals.update(self.nvdec.totals())
+        close(self)
+
+    cls.submit, cls.poll, cls.close = timed_submit, timed_poll, closing
 
 
 def summarize(path: Path, big: int = 640 * 360) -> list:
-    events = [e for e in json.loads(Path(path).read_text()) if "end" in e]
+    trace = json.loads(Path(path).read_text())
+    events = [e for e in trace["events"] if "end" in e]
     if not events:
         return ["trace: no task"]
     end = max(e["end"] for e in events)
-    out = []
+    totals = trace["nvdec"]
+    out = ["trace NVDEC sessions' seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(totals.items()))]
     for side in ("nvdec", "cpu"):
         mine = [e for e in events if e["side"] == side]
         if not mine:
@@ -62,26 +68,27 @@ def summarize(path: Path, big: int = 640 * 360) -> list:
                    f"; large pictures {len(large)} tasks, {sum(e['frames'] for e in large)} frames, "
                    f"{sum(e['end'] - e['start'] for e in large):.0f} task-s"
                    f", failed {sum(e['failed'] for e in mine)}")
-    bins = [[0.0, 0.0] for _ in range(int(end // 5) + 1)]
-    for e in events:  # frames spread evenly over each task's time, per 5 s
+    bins = [[0.0, 0.0, 0.0, 0.0] for _ in range(int(end // 5) + 1)]
+    for e in events:  # frames spread evenly over each task's time, per 5 s; tasks running
         length = max(e["end"] - e["start"], 1e-6)
         for i in range(int(e["start"] // 5), int(e["end"] // 5) + 1):
-            overlap = min(e["end"], 5 * i + 5) - max(e["start"], 5 * i)
-            bins[i][e["side"] == "cpu"] += e["frames"] * max(0.0, overlap) / length
-    out.append("trace frames/s per 5 s (nvdec+cpu): " +
-               " ".join(f"{n / 5:.0f}+{c / 5:.0f}" for n, c in bins))
+            overlap = max(0.0, min(e["end"], 5 * i + 5) - max(e["start"], 5 * i))
+            bins[i][e["side"] == "cpu"] += e["frames"] * overlap / length
+            bins[i][2 + (e["side"] == "cpu")] += overlap
+    out.append("trace per 5 s, frames/s nvdec+cpu (tasks running nvdec/cpu): " +
+               " ".join(f"{n / 5:.0f}+{c / 5:.0f}({tn / 5:.1f}/{tc / 5:.1f})" for n, c, tn, tc in bins))
     return out
 
 
 def main() -> int:
     trace, argv = Path(sys.argv[1]), sys.argv[2:]
-    events, t0 = [], time.perf_counter()
-    install(events, t0)
+    events, totals, t0 = [], {}, time.perf_counter()
+    install(events, t0, totals)
     import run_transnet
     try:
         return run_transnet.main(argv)
     finally:
-        trace.write_text(json.dumps(events))
+        trace.write_text(json.dumps({"events": events, "nvdec": totals}))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ CODECS = {  # name: (container, encoder options)
     "vp9": ("webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M"]),
     "hevc10": ("mkv", ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", "yuv420p10le", "-x265-params",
                        "log-level=error"]),
-    "av1": ("mkv", ["-c:v", "libaom-av1", "-cpu-used", "8", "-row-mt", "1", "-b:v", "2M"]),
+    "av1": ("mkv", ["-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-row-mt", "1", "-b:v", "2M"]),
 }
 SCENES = ["testsrc2=size=640x360:rate=25:duration=2", "mandelbrot=size=640x360:rate=25,trim=duration=2",
           "smptehdbars=size=640x360:rate=25:duration=2", "life=size=640x360:rate=25:mold=10,trim=duration=2"]

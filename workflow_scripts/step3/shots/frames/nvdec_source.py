@@ -22,7 +22,7 @@ executor decodes that video again with ffmpeg on the CPU.
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Dict, List, Optional
 
@@ -156,6 +156,9 @@ class _Session:
     thread: Optional[threading.Thread] = None
     progress: float = 0.0      # monotonic time of its task's last step
     lost: bool = False         # stalled inside the library: never given work again
+    # Where its time went (seconds) and frames decoded but dropped before a
+    # segment's start: written by its own thread only, summed by totals().
+    times: Dict[str, float] = field(default_factory=dict)
 
 
 class NvdecFrameSource:
@@ -186,6 +189,15 @@ class NvdecFrameSource:
 
     def plan(self, path, split: bool):
         return plan_video(path)
+
+    def totals(self) -> Dict[str, float]:
+        """The sessions' time by step (open, wait, copy, convert, scheduler,
+        end; seconds summed over sessions) and frames (sent, skipped)."""
+        out: Dict[str, float] = {}
+        for s in self._sessions:
+            for key, value in list(s.times.items()):
+                out[key] = out.get(key, 0.0) + value
+        return out
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
         return nvdec_seconds(info, frames)
@@ -378,23 +390,35 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
         """Decode the task from ``start_frame`` (a seek by frame index); False,
         with nothing sent, when the seek missed: the first frame came after
         the segment's start, or no frame came at all."""
+        t = time.perf_counter()
         decoder = self.source._nvc.ThreadedDecoder(str(self.task.info.path), buffer_size=2 * BATCH_FRAMES,
                                                    gpu_id=self.source.gpu, cuda_stream=stream.cuda_stream,
                                                    use_device_memory=True, start_frame=start_frame)
+        t = self.timed("open", t)
         try:
             while not self.full:
                 if self.session.cancel == self.task.task_id:
                     raise _Cancelled()
                 frames = decoder.get_batch_frames(BATCH_FRAMES)
                 self.session.progress = time.monotonic()
+                t = self.timed("wait", t)
                 if not frames:
                     # Nothing at all after a seek: it went past the file's end by its reckoning.
                     return bool(self.count or self.filled or not start_frame)
                 if not self.add(frames):
                     return False
+                t = time.perf_counter()
         finally:
             decoder.end()
+            self.timed("end", t)
         return True
+
+    def timed(self, step: str, since: float, frames: int = 0) -> float:
+        """Adds the time since ``since`` (or a frame count) to the session's ``step``; returns now."""
+        now = time.perf_counter()
+        times = self.session.times
+        times[step] = times.get(step, 0.0) + (frames if frames else now - since)
+        return now
 
     def add(self, frames) -> bool:
         """Decoded frames (valid until the decoder's next batch): their
@@ -409,17 +433,21 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
             # Decoded before the segment's first frame (ffmpeg's -ss drops them too).
             while skip < len(seconds) and seconds[skip] < self.start - 1e-4:
                 skip += 1
+            if skip:
+                self.timed("skipped frames", 0.0, skip)
         take = len(frames) - skip
         if self.limit is not None:
             take = min(take, self.limit - self.count - self.filled)
         while take > 0:
             n = min(take, BATCH_FRAMES - self.filled)
+            t = time.perf_counter()
             surfaces = [self.torch.from_dlpack(f) for f in frames[skip:skip + n]]
             shape = tuple(surfaces[0].shape)
             if shape != tuple(self.batch.shape[1:]):
                 raise NotExact(f"surface {shape} for a {self.width}x{self.height} video")
             self.torch.stack([s.view(self.batch.dtype) for s in surfaces], out=self.batch[self.filled:self.filled + n])
             self.torch.cuda.current_stream().synchronize()  # the decoder reuses the surfaces after this batch
+            self.timed("copy", t)
             self.timestamps += times[skip:skip + n]
             self.filled += n
             skip += n
@@ -431,6 +459,7 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
     def flush(self) -> None:
         if not self.filled:
             return
+        t = time.perf_counter()
         from shots.frames.yuv_to_rgb import split_semiplanar
         planes = self.batch[:self.filled]
         if self.shift:
@@ -440,8 +469,11 @@ class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
         self.torch.cuda.current_stream().synchronize()  # complete before another stream reads it
         n, self.filled = self.filled, 0
         self.count += n
+        t = self.timed("convert", t)
         while not self.session.slots.acquire(timeout=0.1):
             self.session.progress = time.monotonic()  # waiting for the scheduler is no stall
             if self.session.cancel == self.task.task_id:
                 raise _Cancelled()
+        self.timed("scheduler", t)
+        self.timed("frames", 0.0, n)
         self.source._out.put(FramesReady(self.task.task_id, GpuChunk(rgb, self.session.slots)))
