@@ -98,13 +98,16 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=(), trace=False):
     print(f"{len(videos)} videos, {total} frames", flush=True)
     for sessions in pure_sessions:
         pure_nvdec(videos, sessions)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     rows, walls, dirs = [], {}, {}
     for variant in variants:
-        decoder, _, workers = variant.partition(":")  # "nvdec:8": with 8 ffmpeg decoders beside NVDEC
-        out_dir = work / f"run_{variant.replace(':', '_')}"
+        # "nvdec:8": with 8 ffmpeg decoders beside NVDEC; "nvdec+switch=0.001+batch=64": nvdec_trace.py's knobs
+        base, *knobs = variant.split("+")
+        decoder, _, workers = base.partition(":")
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   **{f"STEP3_TRACE_{k.split('=')[0].upper()}": k.split("=")[1] for k in knobs})
+        out_dir = work / f"run_{variant.replace(':', '_').replace('+', '_').replace('=', '-')}"
         shutil.copytree(work / "videos", out_dir)
-        trace_file = work / f"trace_{variant.replace(':', '_')}.json"
+        trace_file = work / f"trace_{out_dir.name[4:]}.json"
         script = [str(Path(__file__).with_name("nvdec_trace.py")), str(trace_file)] \
             if trace and decoder == "nvdec" else [str(SCRIPT)]
         with CpuBusy() as cpu, GpuBusy() as gpu:

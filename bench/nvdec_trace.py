@@ -5,8 +5,15 @@ NVDEC run's time goes; the results are the script's own.
 
     python bench/nvdec_trace.py TRACE.json run_transnet.py's arguments...
 
-``summarize(TRACE.json)`` returns the lines the benchmark prints.
+``summarize(TRACE.json)`` returns the lines the benchmark prints. Two
+knobs, for experiments only: STEP3_TRACE_SWITCH (Python's GIL switch
+interval, seconds) and STEP3_TRACE_BATCH (NVDEC surfaces per batch). A
+sampler thread notes every 10 ms where the main, inference and NVDEC
+threads are (their innermost frame in STEP3's code).
 """
+import collections
+import os
+import threading
 import json
 import sys
 import time
@@ -48,6 +55,28 @@ def install(events: list, t0: float, totals: dict) -> None:
     cls.submit, cls.poll, cls.close = timed_submit, timed_poll, closing
 
 
+def sample_threads(counts: dict, stop: threading.Event, every: float = 0.01) -> None:
+    """Where each kind of thread is, by its innermost frame in STEP3's code."""
+    names = {}
+    while not stop.wait(every):
+        if len(names) != threading.active_count():
+            names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            name = names.get(ident, "?")
+            kind = "nvdec" if name.startswith("nvdec") else "main" if name == "MainThread" else \
+                "model" if "infer" in name or "model" in name else None
+            if kind is None:
+                continue
+            top = frame
+            while frame is not None and "/shots/" not in frame.f_code.co_filename:
+                frame = frame.f_back
+            where = frame or top
+            key = f"{kind} {Path(where.f_code.co_filename).name}:{where.f_code.co_name}:{where.f_lineno}"
+            if where is not top:
+                key += f" <- {top.f_code.co_name}"
+            counts[key] = counts.get(key, 0) + 1
+
+
 def summarize(path: Path, big: int = 640 * 360) -> list:
     trace = json.loads(Path(path).read_text())
     events = [e for e in trace["events"] if "end" in e]
@@ -56,6 +85,11 @@ def summarize(path: Path, big: int = 640 * 360) -> list:
     end = max(e["end"] for e in events)
     totals = trace["nvdec"]
     out = ["trace NVDEC sessions' seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(totals.items()))]
+    samples = collections.Counter(trace.get("samples", {}))
+    for kind, top in (("main", 12), ("model", 5), ("nvdec", 10)):
+        mine = [(k, n) for k, n in samples.most_common() if k.startswith(kind + " ")][:top]
+        total = sum(n for k, n in samples.items() if k.startswith(kind + " "))
+        out += [f"trace samples {n / total:5.1%} {k}" for k, n in mine]
     for side in ("nvdec", "cpu"):
         mine = [e for e in events if e["side"] == side]
         if not mine:
@@ -82,13 +116,23 @@ def summarize(path: Path, big: int = 640 * 360) -> list:
 
 def main() -> int:
     trace, argv = Path(sys.argv[1]), sys.argv[2:]
-    events, totals, t0 = [], {}, time.perf_counter()
+    events, totals, samples, t0 = [], {}, {}, time.perf_counter()
     install(events, t0, totals)
+    if os.environ.get("STEP3_TRACE_SWITCH"):
+        sys.setswitchinterval(float(os.environ["STEP3_TRACE_SWITCH"]))
+    if os.environ.get("STEP3_TRACE_BATCH"):
+        from shots.frames import nvdec_source
+        nvdec_source.BATCH_FRAMES = int(os.environ["STEP3_TRACE_BATCH"])
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_threads, args=(samples, stop), daemon=True)
+    sampler.start()
     import run_transnet
     try:
         return run_transnet.main(argv)
     finally:
-        trace.write_text(json.dumps({"events": events, "nvdec": totals}))
+        stop.set()
+        sampler.join()
+        trace.write_text(json.dumps({"events": events, "nvdec": totals, "samples": samples}))
 
 
 if __name__ == "__main__":

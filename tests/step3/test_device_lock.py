@@ -29,3 +29,19 @@ def test_a_second_run_waits_for_the_card_and_says_for_whom():
     first.release()
     assert taken.wait(10)
     lock_path(key).unlink()
+
+
+def test_the_lock_goes_with_the_run_not_with_the_process(tmp_path):
+    """An executor's close (the driver calls it after every run) frees the
+    card: a second run in the same process takes it at once."""
+    from shots.config import load_config
+    from shots.executors.local import LocalExecutor
+    key = f"test-{uuid.uuid4()}"
+    executor = LocalExecutor(load_config(["--input-dir", str(tmp_path)], environ={}), tmp_path / "weights.pth")
+    executor.gpu_lock = DeviceLock(key, "the GPU cuda:0").acquire(lambda text: None)
+    executor.close()
+    executor.close()  # twice is harmless
+    said = []
+    DeviceLock(key, "the GPU cuda:0").acquire(said.append).release()
+    assert said == []
+    lock_path(key).unlink()

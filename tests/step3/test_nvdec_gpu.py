@@ -173,7 +173,7 @@ def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
                  if nvdec.refusal(probe(p)) is None and probe(p).codec != "av1"]
         info = probe(hd)
         tasks += [DecodeTask(100 + i, info, seg) for i, seg in enumerate(plan_segments(info, 60))]
-        assert len(tasks) > 8
+        assert len(tasks) >= 8  # five whole videos (AV1 aside), three segments
         for task in tasks:
             got, report = decode_on(source, task)
             want, want_report = decode_on_cpu(task)

@@ -183,6 +183,8 @@ def test_the_driver_alone_prints_and_writes_whatever_executor_ran_the_videos(tmp
 def test_an_executor_that_cannot_set_up_is_one_error_and_exit_2(tmp_path, media, setup_fails):
     from shots.executors import SetupFailed
 
+    closed = []
+
     class Refusing(Executor):
         def prepare(self, events):
             if setup_fails:
@@ -191,6 +193,9 @@ def test_an_executor_that_cannot_set_up_is_one_error_and_exit_2(tmp_path, media,
         def run(self, jobs, events):
             events.started(jobs[0])
             raise SetupFailed("no model here")
+
+        def close(self):
+            closed.append(True)
     copy_to(media["short"], tmp_path / "p", "a.mp4")
     copy_to(media["short"], tmp_path / "p", "b.mp4")
     code, lines = run(tmp_path / "p", tmp_path / "logs", lambda config: Refusing())
@@ -198,6 +203,7 @@ def test_an_executor_that_cannot_set_up_is_one_error_and_exit_2(tmp_path, media,
     assert [ln for ln in lines if ln.startswith("ERROR:")] == ["ERROR: no model here"]
     assert lines[-1] == "SUMMARY: 0/2 succeeded, 2 failed, 0 skipped"
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["a.mp4", "b.mp4"]
+    assert closed == [True]  # what it held (a GPU's lock) is freed however the run ends
 
 
 def test_videos_selects_a_subset_by_path_relative_to_the_input_folder(tmp_path):

@@ -88,23 +88,26 @@ class Driver:
         try:
             weights = self._weights()
             executor = self.executor or self._local_executor(weights)
-            executor.prepare(self)
         except SetupFailed as exc:
             self.report.error(str(exc))
             return EXIT_USAGE
-        self.model = {"name": "TransNetV2", "weights_file": weights.name, "weights_sha256": sha256_file(weights)}
-        runnable = []
-        for job in todo:
-            problem = name_problem(job.paths)
-            if problem:
-                self.failed(job, problem)
-            else:
-                runnable.append(job)
         try:
+            executor.prepare(self)
+            self.model = {"name": "TransNetV2", "weights_file": weights.name,
+                          "weights_sha256": sha256_file(weights)}
+            runnable = []
+            for job in todo:
+                problem = name_problem(job.paths)
+                if problem:
+                    self.failed(job, problem)
+                else:
+                    runnable.append(job)
             executor.run(runnable, self)
         except SetupFailed as exc:
             self.report.error(str(exc))
             return EXIT_USAGE
+        finally:
+            executor.close()  # the GPU's lock goes with the run, not with the process
         return None
 
     def _weights(self) -> Path:

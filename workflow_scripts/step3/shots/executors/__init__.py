@@ -47,3 +47,7 @@ class Executor(ABC):
         """Analyse every job: each ends in ``events.finished`` or
         ``events.failed``, unless SetupFailed is raised (the model could not
         be set up: the remaining jobs are not analysed)."""
+
+    def close(self) -> None:
+        """Free what the run held beyond its videos (the GPU's lock), after
+        ``run`` or a SetupFailed; called once by the driver."""

@@ -67,6 +67,7 @@ class LocalExecutor(Executor):
         self.weights_path = weights_path
         self.make_source = make_source
         self.predictor = None
+        self.gpu_lock = None
         self.model_device = "cpu"
 
     def prepare(self, events: RunEvents) -> None:
@@ -87,6 +88,13 @@ class LocalExecutor(Executor):
         if self.predictor is None:
             self.prepare(events)
         _Run(self, jobs, events).go()
+
+    def close(self) -> None:
+        """The card is free for the next run (in this process too: a second
+        run here would otherwise wait on our own lock forever)."""
+        lock, self.gpu_lock = getattr(self, "gpu_lock", None), None
+        if lock is not None:
+            lock.release()
 
 
 class _Run:
