@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import STEP3  # noqa: F401  (puts STEP3 on the path)
+import benchlib  # noqa: F401  (puts STEP3's folder on the path)
 
 
 def install(events: list, t0: float, totals: dict) -> None:
@@ -121,8 +121,8 @@ def main() -> int:
     if os.environ.get("STEP3_TRACE_SWITCH"):
         sys.setswitchinterval(float(os.environ["STEP3_TRACE_SWITCH"]))
     if os.environ.get("STEP3_TRACE_BATCH"):
-        from shots.frames import nvdec_source
-        nvdec_source.BATCH_FRAMES = int(os.environ["STEP3_TRACE_BATCH"])
+        from shots.frames import nvdec_source, nvdec_task
+        nvdec_task.BATCH_FRAMES = nvdec_source.BATCH_FRAMES = int(os.environ["STEP3_TRACE_BATCH"])
     stop = threading.Event()
     sampler = threading.Thread(target=sample_threads, args=(samples, stop), daemon=True)
     sampler.start()

@@ -7,9 +7,12 @@ failing mid-video on request). The GPU itself: test_nvdec_gpu.py."""
 import io
 import json
 import subprocess
+import queue
+import threading
 import time
 from collections import deque
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -18,9 +21,10 @@ from shots.config import load_config
 from shots.driver import Driver
 from shots.executors.local import LocalExecutor, ffmpeg_source
 from shots.frames.ffmpeg_reader import FrameReader
-from shots.frames.messages import DecodeTask, FramesReady, MemoryChunk, TaskDone, TaskFailed
+from shots.frames.messages import DecodeTask, FramesReady, MemoryChunk, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.mixed_source import MixedFrameSource
-from shots.frames.nvdec_source import ffmpeg_time, refusal, start_offset
+from shots.frames.nvdec_source import nvdec_seconds, refusal, start_offset
+from shots.frames.nvdec_task import ffmpeg_time
 from shots.frames.probe import probe
 from shots.frames.segments import WHOLE_VIDEO, decode_seconds, plan_video
 from shots.frames.source import FrameSource
@@ -87,13 +91,17 @@ def test_which_videos_nvdec_takes(tmp_path):
 
 
 class StandInGpuDecoder(FrameSource):
-    """In place of NvdecFrameSource (no GPU here): decodes in ``poll`` with
-    ffmpeg, reports its frames as NVDEC's, and gives up after 200 frames of a
-    video named bad*, as NVDEC does on a decoder error (fallback)."""
+    """In place of NvdecFrameSource (no GPU here): two sessions that decode
+    in ``poll`` with ffmpeg, report their frames as NVDEC's, never seek (a
+    task not at a video's first frame must go to the session that stopped
+    there), and give up after 200 frames of a video named bad*, as NVDEC
+    does on a decoder error (fallback)."""
 
     def __init__(self):
         self.tasks = deque()
-        self.busy = 0
+        self.segments_decoded = []
+        self.positions = {0: None, 1: None}  # session -> where it stopped
+        self.busy = {}                       # session -> task id
 
     capacity = property(lambda self: 2)
 
@@ -104,11 +112,17 @@ class StandInGpuDecoder(FrameSource):
         return decode_seconds(info, frames)
 
     def idle(self, limit):
-        return max(0, min(2, limit) - self.busy)
+        return max(0, min(2, limit) - len(self.busy))
 
-    def submit(self, task):
-        self.busy += 1
-        self.tasks.append(task)
+    def idle_positions(self):
+        return {n: p for n, p in self.positions.items() if n not in self.busy}
+
+    def submit(self, task, session=None):
+        here = (task.info.path, task.segment.first)
+        assert session is not None and session not in self.busy
+        assert task.segment.first == 0 or self.positions[session] == here, "a seek was asked for"
+        self.busy[session] = task.task_id
+        self.tasks.append((session, task))
 
     def cancel(self, task_id):
         pass
@@ -117,8 +131,8 @@ class StandInGpuDecoder(FrameSource):
         if not self.tasks:
             time.sleep(min(timeout, 0.005))
             return []
-        task = self.tasks.popleft()
-        self.busy -= 1
+        session, task = self.tasks.popleft()
+        del self.busy[session]
         seg = task.segment
         reader = FrameReader(task.info, chunk=100, start=seg.start, max_frames=seg.frames,
                              absolute=seg.frames is not None)
@@ -130,6 +144,8 @@ class StandInGpuDecoder(FrameSource):
                 return out + [TaskFailed(task.task_id, "NVDEC failed (stand-in error)", fallback=True)]
         report = reader.finish()
         report.decoder = "nvdec"
+        self.segments_decoded.append((task.info.path.name, seg.first))
+        self.positions[session] = (task.info.path, seg.first + report.frame_count) if seg.frames else None
         return out + [TaskDone(task.task_id, report)]
 
     def close(self):
@@ -168,16 +184,45 @@ def test_mixed_source_routes_and_falls_back(tmp_path, media, weights_path):
         assert (tmp_path / "cpu" / f"{stem}.csv").read_bytes() == (tmp_path / "mixed" / f"{stem}.csv").read_bytes()
 
 
-class Side(FrameSource):
-    """One side of a mixed source for the routing rule: ``free`` slots."""
+def test_nvdec_goes_on_from_segment_to_segment_and_gives_the_cpu_results(tmp_path, media, weights_path):
+    """Videos in segments of ~100 frames: the stand-in (which refuses any
+    seek) goes on from one segment to the next of a video, the CPU helps
+    from the end; the results are the CPU's, byte for byte."""
+    for folder in ("cpu", "mixed"):
+        for i in range(3):
+            copy_to(media["cuts"], tmp_path / folder, f"cuts{i}.mp4")
+    stand_in = StandInGpuDecoder()
+    for folder in ("cpu", "mixed"):
+        config = load_config(["--input-dir", str(tmp_path / folder), "--log-dir", str(tmp_path / "logs"),
+                              "--device", "cpu", "--num-workers", "2", "--segment-frames", "100"], environ={})
 
-    def __init__(self, capacity, cost=decode_seconds):
+        def make(decoders, cfg):
+            return MixedFrameSource(stand_in, ffmpeg_source(decoders, cfg), min_pixels=320 * 180)
+        out = io.StringIO()
+        executor = LocalExecutor(config, weights_path, make if folder == "mixed" else None)
+        assert Driver(config, Reporter(stream=out), executor).run() == 0, out.getvalue()
+    assert any(first > 0 for _, first in stand_in.segments_decoded), stand_in.segments_decoded
+    for i in range(3):
+        a, b = (load_result(tmp_path / f / f"cuts{i}.scenes.json") for f in ("cpu", "mixed"))
+        assert b["video"]["decoded_in_segments"] == 3 and a["predictions"] == b["predictions"]
+        assert (tmp_path / "cpu" / f"cuts{i}.csv").read_bytes() == (tmp_path / "mixed" / f"cuts{i}.csv").read_bytes()
+
+
+class Side(FrameSource):
+    """One side of a mixed source for the routing rule: ``free`` slots;
+    ``positions``: where an idle NVDEC session's decoder stands."""
+
+    def __init__(self, capacity, cost=decode_seconds, split_frames=None):
         self.free, self._capacity, self._cost = capacity, capacity, cost
+        self.split_frames, self.positions, self.sessions = split_frames, {}, []
 
     capacity = property(lambda self: self._capacity)
 
     def plan(self, path, split):
-        return plan_video(path)
+        return plan_video(path, split_frames=self.split_frames if split else None)
+
+    def idle_positions(self):
+        return {n: self.positions.get(n) for n in range(self.free)}
 
     def cost(self, info, frames):
         return self._cost(info, frames)
@@ -185,8 +230,9 @@ class Side(FrameSource):
     def idle(self, limit):
         return min(self.free, limit)
 
-    def submit(self, task):
+    def submit(self, task, session=None):
         self.free -= 1
+        self.sessions.append(session)
 
     def cancel(self, task_id):
         pass
@@ -198,15 +244,21 @@ class Side(FrameSource):
         pass
 
 
+def route(source, path):
+    """The side that would take the video's first waiting segment now (None: neither)."""
+    video = source._videos[Path(path)]
+    chosen = source._route(video, SegmentPlan(None, min(video.waiting), None))
+    return chosen and chosen[0]
+
+
 def test_each_segment_goes_to_the_side_that_shortens_the_run(tmp_path, media):
     """Large pictures go to NVDEC first, small ones to the CPU first; the
     other side takes one only when that does not make a tail."""
-    from shots.frames import mixed_source
     big = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(12)]        # 320x180
     small = [copy_to(media["short"], tmp_path, f"small{i}.mp4") for i in range(8)]    # 160x90
 
     def mixed(paths, gpu_free, cpu_free):
-        gpu, cpu = Side(2, mixed_source.nvdec_seconds), Side(2)
+        gpu, cpu = Side(2, nvdec_seconds), Side(2)
         source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
         for path in paths:
             source.plan(path, False)
@@ -214,49 +266,47 @@ def test_each_segment_goes_to_the_side_that_shortens_the_run(tmp_path, media):
         return source, gpu, cpu
 
     source, gpu, cpu = mixed(big + small[:1], 2, 2)
-    assert source._target(probe(big[0]), None) is gpu and source._target(probe(small[0]), None) is cpu
+    assert route(source, big[0]) is gpu and route(source, small[0]) is cpu
     # NVDEC busy: the CPU helps with a large video while eleven more wait for NVDEC...
     source, gpu, cpu = mixed(big, 0, 2)
-    assert source.can_take(big[0]) and source._target(probe(big[0]), None) is cpu
+    assert route(source, big[0]) is cpu
     # ... but not with the last one, which NVDEC finishes sooner.
     source, gpu, cpu = mixed(big[:1], 0, 2)
-    assert not source.can_take(big[0])
+    assert not route(source, big[0])
     # The CPU busy: NVDEC takes a small video only when no large one waits for
     # it, and the CPU's queue is longer than NVDEC's time for it.
     source, gpu, cpu = mixed(big[:1] + small, 2, 0)
-    assert not source.can_take(small[0])
+    assert not route(source, small[0])
     source, gpu, cpu = mixed(small[:1], 2, 0)
-    assert not source.can_take(small[0])
+    assert not route(source, small[0])
     source, gpu, cpu = mixed(small, 2, 0)
-    assert source.can_take(small[0]) and source._target(probe(small[0]), None) is gpu
+    assert route(source, small[0]) is gpu
     # Submitted work no longer counts as waiting.
     for i, path in enumerate(small[1:]):
         cpu.free = 1
         source.submit(DecodeTask(i, probe(path), WHOLE_VIDEO))
     cpu.free = 0
-    assert not source.can_take(small[0])
+    assert not route(source, small[0])
 
 
 def test_no_nvdec_session_left_sends_everything_to_the_cpu(tmp_path, media):
     """Every session given up (stalled in the library): large pictures go to
     the CPU too, instead of waiting for NVDEC for ever."""
-    from shots.frames import mixed_source
     big = copy_to(media["cuts"], tmp_path, "big.mp4")
-    gpu, cpu = Side(0, mixed_source.nvdec_seconds), Side(2)
+    gpu, cpu = Side(0, nvdec_seconds), Side(2)
     source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
     source.plan(big, False)
-    assert source.can_take(big) and source._target(probe(big), None) is cpu
+    assert route(source, big) is cpu
 
 
 def test_waiting_work_is_kept_as_running_totals(tmp_path, media):
     """Planned, re-planned (a fallback), submitted and forgotten videos: what
     still waits is what the routing sees, never counted twice."""
-    from shots.frames import mixed_source
     paths = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(3)]
-    source = MixedFrameSource(Side(2, mixed_source.nvdec_seconds), Side(2), min_pixels=320 * 180)
+    source = MixedFrameSource(Side(2, nvdec_seconds), Side(2), min_pixels=320 * 180)
     for path in paths:
         source.plan(path, False)
-    one = mixed_source.nvdec_seconds(probe(paths[0]), None) / 2  # per session
+    one = nvdec_seconds(probe(paths[0]), None) / 2  # per session
     assert source._waiting_seconds()[0] == pytest.approx(3 * one)
     source.plan(paths[0], False)  # planned again
     assert source._waiting_seconds()[0] == pytest.approx(3 * one)
@@ -307,12 +357,63 @@ def test_a_short_or_empty_nvdec_task_goes_to_the_cpu(media):
             Source._check_complete(run, task)
 
 
-def test_a_seek_that_fails_before_any_frame_is_a_failed_seek():
-    from shots.frames.nvdec_source import NvdecFrameSource as Source
-    assert Source._seek_worked(Run(), None, 250) is True
-    assert Source._seek_worked(Run(result=False), None, 250) is False       # landed after the start
-    assert Source._seek_worked(Run(raises=RuntimeError("seek")), None, 250) is False
-    with pytest.raises(RuntimeError):  # from the file's start, or after frames were sent: a real error
-        Source._seek_worked(Run(raises=RuntimeError("decode")), None, 0)
-    with pytest.raises(RuntimeError):
-        Source._seek_worked(Run(count=32, raises=RuntimeError("decode")), None, 250)
+def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path, media):
+    """NVDEC never seeks: a video's segments after its first go to the session
+    whose decoder stopped there, and that session is kept for them; the CPU
+    takes a large video's last segment when it will be done before NVDEC
+    gets there, and goes on in order where no session will."""
+    big = copy_to(media["cuts"], tmp_path, "big.mp4")        # 375 frames, cuts every 75
+    other = copy_to(media["cuts"], tmp_path, "other.mp4")
+    gpu, cpu = Side(1, nvdec_seconds), Side(2, split_frames=100)
+    source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
+    info, segs = source.plan(big, True)
+    source.plan(other, False)
+    assert len(segs) == 3 and segs[0].first == 0
+    second = segs[1].first
+    assert source.choose(big, segs) == 0                      # NVDEC starts it at frame 0
+    source.submit(DecodeTask(1, info, segs[0]))
+    assert gpu.sessions == [0] and gpu.free == 0
+    # While NVDEC decodes the first, the CPU takes the last (75 frames, well
+    # before NVDEC would get there), not the second, which NVDEC goes on with.
+    assert source.choose(big, segs[1:]) == 1
+    source.submit(DecodeTask(2, info, segs[2]))
+    assert cpu.free == 1 and source.choose(big, segs[1:2]) is None
+    # The session is done and stands at the second's first frame: kept for it,
+    # not for another video's start.
+    gpu.free, gpu.positions = 1, {0: (big, second)}
+    assert source._nvdec_session(other, 0) is None and source._nvdec_session(big, second) == 0
+    assert source.choose(big, segs[1:2]) == 0
+    source.submit(DecodeTask(3, info, segs[1]))
+    assert gpu.sessions == [0, 0]
+    # A session standing where nothing waits any more is free for any start.
+    gpu.free = 1
+    assert source._nvdec_session(other, 0) == 0
+    # No session stands at a video's next segment, and none is on it: the CPU goes on in order.
+    info, segs = source.plan(big, True)
+    with source._lock:
+        source._videos[big].waiting.pop(0)
+    source._infos.clear()  # NVDEC's tasks ended (poll drops them)
+    gpu.positions, cpu.free = {}, 1
+    assert route(source, big) is cpu
+
+
+def test_a_task_goes_to_the_session_standing_at_its_first_frame(media):
+    """NvdecFrameSource's own choice (no GPU needed for it): the session whose
+    decoder stopped at the task's first frame, else one with nothing open;
+    and a task no session stands at, past a video's first frame, is refused
+    before any decoding (the CPU then decodes that video)."""
+    from shots.frames.nvdec_source import NvdecFrameSource, _Session
+    from shots.frames.swscale_exact import NotExact
+    info = probe(media["cuts"])
+    source = object.__new__(NvdecFrameSource)  # the sessions' bookkeeping alone: no decoder thread
+    source._sessions = [_Session(i, queue.Queue(), threading.Semaphore(1)) for i in range(3)]
+    source._sessions[0].position = (Path("elsewhere.mp4"), 150)
+    source._sessions[2].position = (info.path, 150)
+    source.submit(DecodeTask(1, info, SegmentPlan(6.0, 150, 150)))
+    assert source._sessions[2].busy_with == 1 and source._sessions[2].position is None
+    source.submit(DecodeTask(2, info, WHOLE_VIDEO))
+    assert source._sessions[1].busy_with == 2  # nothing open there
+    assert source.idle_positions() == {0: (Path("elsewhere.mp4"), 150)}
+    lone = _Session(9, queue.Queue(), threading.Semaphore(1))
+    with pytest.raises(NotExact, match="does not seek"):
+        source._decode(lone, DecodeTask(3, info, SegmentPlan(6.0, 150, 150)), stream=None)

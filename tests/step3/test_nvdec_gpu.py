@@ -99,22 +99,29 @@ def test_nvdec_gives_the_cpu_results(tmp_path, nvdec, clips, sample_video, weigh
             assert any(ln.startswith("WARNING:") and "av1.mkv: NVDEC failed" in ln for ln in lines), lines
 
 
-def test_long_video_in_nvdec_segments(tmp_path, nvdec, sample_video, weights_path, monkeypatch):
+@pytest.mark.parametrize("cpu_helps", [False, True], ids=["nvdec-alone", "cpu-from-the-end"])
+def test_long_video_in_nvdec_segments(tmp_path, nvdec, sample_video, weights_path, monkeypatch, cpu_helps):
+    """The sample (5,301 frames, 160x90 with audio) in segments of about 1,000
+    frames. NVDEC never seeks (its seek crashed the process on this very file):
+    one session goes on from segment to segment; the CPU may take segments
+    from the end. The same CSV either way, and the process lives."""
     from shots.frames import mixed_source
-    # The sample (5,301 frames) in NVDEC segments of about 1,000 frames.
-    monkeypatch.setattr(mixed_source, "SEGMENT_SECONDS", mixed_source.nvdec_seconds(probe(sample_video), 1000))
+    if not cpu_helps:
+        monkeypatch.setattr(mixed_source, "CPU_MARGIN", 1e9)
     for folder in ("cpu", "gpu"):
         copy_to(sample_video, tmp_path / folder, "sample.mp4")
-    run(tmp_path / "cpu", tmp_path / "logs")
-    code, lines = run(tmp_path / "gpu", tmp_path / "logs", weights_path, nvdec.NvdecFrameSource)
+    run(tmp_path / "cpu", tmp_path / "logs", None, None, "--segment-frames", "1000")
+    code, lines = run(tmp_path / "gpu", tmp_path / "logs", weights_path, nvdec.NvdecFrameSource,
+                      "--segment-frames", "1000")
     assert code == 0, lines
     doc = compare(tmp_path / "cpu", tmp_path / "gpu", "sample")
-    assert doc["frame_source"] == "nvdec" and doc["video"]["decoded_in_segments"] > 1
-    assert not [ln for ln in lines if "in one piece" in ln], lines
+    assert doc["video"]["decoded_in_segments"] > 1
+    assert doc["frame_source"] == "nvdec" or (cpu_helps and "nvdec" in doc["frame_source"])
+    assert not [ln for ln in lines if "in one piece" in ln or "NVDEC failed" in ln], lines
 
 
 def test_a_decoder_error_mid_video_redoes_that_video_on_the_cpu(tmp_path, nvdec, clips, weights_path):
-    class Failing(nvdec._TaskRun):
+    class Failing(nvdec.TaskRun):
         def add(self, frames):
             if self.task.info.path.name == "bad.mp4" and self.count + self.filled >= 100:
                 raise RuntimeError("injected decoder error")
@@ -160,9 +167,10 @@ def decode_on_cpu(task):
 
 
 def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
-    """Byte for byte, with the same timestamps: whole videos, and segments
-    (ThreadedDecoder's seek) of a full-HD one, in batches that must not be
-    overwritten by the decoder's thread while they are copied."""
+    """Byte for byte, with the same timestamps: whole videos, and the segments
+    of a full-HD one in order (each goes on where the last stopped, in the
+    same session), in batches that must not be overwritten by the decoder's
+    thread while they are copied."""
     hd = tmp_path / "hd.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=12,noise=alls=30:allf=t",
            "-colorspace", "bt709", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",

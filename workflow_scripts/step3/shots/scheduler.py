@@ -74,22 +74,29 @@ class DecodeScheduler:
     def assign(self) -> None:
         """Longest remaining work first, so that no long video is left to finish
         alone at the end; within a video, segments go in order (they are read in
-        order, and a later one would only wait in its decoder's buffer)."""
+        order, and a later one would only wait in its decoder's buffer), unless
+        the source picks another (see ``choose``)."""
         free = self.source.idle(self.max_tasks)
         if not free:
             return  # the usual case, many times a second: nothing to sort
         ready = [j for j in self.active if not j.finished and j.waiting_segments()]
         ready.sort(key=lambda j: -self._remaining_seconds(j))
-        # A source of several kinds (frames/mixed_source.py) says which videos it
-        # can start now: a video for a busy kind leaves the free ones to others.
-        can_take = getattr(self.source, "can_take", None)
+        # A source of several kinds (frames/mixed_source.py) says which of a
+        # video's waiting segments it can start now, if any: the first, or the
+        # last (the CPU helping NVDEC from a video's end); a video for a busy
+        # kind leaves the free ones to others.
+        choose = getattr(self.source, "choose", None)
         while free and ready:
-            if can_take is not None:
-                ready = [j for j in ready if can_take(j.path, self._next_frames(j))]
+            if choose is not None:
+                picks = {job: index for job in ready if (index := self._choice(job, choose)) is not None}
+                ready = [job for job in ready if job in picks]
                 if not ready:
                     break
+                index = picks[ready[0]]
+            else:
+                index = next(i for i, s in enumerate(ready[0].segments) if s.task_id is None)
             job = ready[0]
-            self._submit(job, next(i for i, s in enumerate(job.segments) if s.task_id is None))
+            self._submit(job, index)
             free -= 1
             if job.waiting_segments():
                 ready.sort(key=lambda j: -self._remaining_seconds(j))
@@ -97,8 +104,11 @@ class DecodeScheduler:
                 ready.pop(0)
 
     @staticmethod
-    def _next_frames(job: VideoJob) -> int:
-        return next(s for s in job.segments if s.task_id is None).plan.frame_count(job.info.expected_frames)
+    def _choice(job: VideoJob, choose) -> Optional[int]:
+        """The index of the segment of ``job`` the source would start now, if any."""
+        waiting = [i for i, s in enumerate(job.segments) if s.task_id is None]
+        k = choose(job.path, [job.segments[i].plan for i in waiting])
+        return None if k is None else waiting[k]
 
     def _submit(self, job: VideoJob, index: int) -> None:
         self._next_task += 1

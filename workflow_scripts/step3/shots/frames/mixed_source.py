@@ -1,18 +1,20 @@
 """NVDEC and the ffmpeg decoders side by side, as one frame source.
 
-Every video NVDEC can decode is cut into segments either side can take, and
-each segment goes to whichever side is free when its turn comes: large
-pictures to NVDEC first, small ones to the ffmpeg decoders first (a 160x90
-frame costs one CPU core ~0.2 ms, less than an NVDEC session's own
-overhead). A side takes the other's kind of work only when that shortens
-the run: the CPU takes a large-picture segment only while NVDEC has more
-than that segment's CPU time still waiting for each session, and NVDEC takes
-a small-picture segment only when no large one waits and it would finish
-before the CPU's queue drains. So both kinds of decoder work at once and
-neither leaves a long tail. A video NVDEC gives up on (a decoder error, a
-seek that does not land, a codec the card lacks) is decoded again by
-ffmpeg; a codec the card lacks is not tried on NVDEC again in the run, and
-when every NVDEC session has been given up (stalled) all goes to the CPU.
+Every video NVDEC can decode is cut into segments (sized for the ffmpeg
+decoders, as the run's segment options say) either side can take: large
+pictures go to NVDEC first, small ones to the ffmpeg decoders first (a
+160x90 frame costs one CPU core ~0.2 ms, less than an NVDEC session's own
+overhead). NVDEC never seeks (nvdec_source.py says why): a session starts a
+video at its first segment and goes on with the next ones in order, its
+decoder kept open between them. The ffmpeg decoders help with a
+large-picture video from its other end: they take its last waiting segment,
+and only when they will have decoded it, with a margin, before NVDEC gets
+there. NVDEC takes a small-picture video's first segment only when no large
+one waits and it would finish before the CPU's queue drains. So both kinds
+of decoder work at once and neither leaves a long tail. A video NVDEC gives
+up on (a decoder error, a codec the card lacks) is decoded again by ffmpeg;
+a codec the card lacks is not tried on NVDEC again in the run, and when
+every NVDEC session has been given up (stalled) all goes to the CPU.
 ``take_notes`` hands the executor one line per video saying where it goes.
 """
 import threading
@@ -21,24 +23,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from shots.frames.messages import DecodeTask, SegmentPlan, TaskDone, TaskFailed
-from shots.frames.nvdec_source import NvdecFrameSource, nvdec_seconds, refusal
+from shots.frames.nvdec_source import NvdecFrameSource, refusal
 from shots.frames.probe import VideoInfo
-from shots.frames.segments import MIN_SEGMENT_FRAMES, WHOLE_VIDEO, plan_segments, plan_video
+from shots.frames.segments import WHOLE_VIDEO
 from shots.frames.source import FrameSource
 
 # Below this many pixels a frame goes to the CPU decoders first.
 MIN_PIXELS = 640 * 360
-# Seconds of one NVDEC session per segment of a large picture: a task costs
-# a decoder's start and a seek (tens of milliseconds).
-SEGMENT_SECONDS = 2.0
-# Containers where ThreadedDecoder's seek by frame index is reliable (it
-# reckons by the nominal frame rate and warns for Matroska/WebM, FLV and MOV,
-# and scans a whole Matroska file for its length before each seek): others
-# go to NVDEC whole, the CPU decoders taking their segments as usual.
-NVDEC_SEGMENT_SUFFIXES = {".mp4", ".m4v"}
 # The CPU's estimate (segments.decode_seconds) is optimistic on large
-# pictures when the NVDEC threads share the cores: a CPU decoder takes a
-# large-picture segment only with this margin.
+# pictures when the NVDEC threads share the cores (one ffmpeg thread: ~100
+# full-HD frames/s on the H200's host against 156 estimated): a CPU decoder
+# takes a large-picture segment only with this margin.
 CPU_MARGIN = 1.5
 
 
@@ -89,19 +84,16 @@ class MixedFrameSource(FrameSource):
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
-        info, segments = plan_video(path)  # probed; split below by the side it goes to first
+        # Segments sized for a CPU decoder: NVDEC goes from one to the next
+        # without a pause, and a segment the CPU takes from the end is short.
+        info, segments = self.cpu.plan(path, split)
         why = self._why_cpu(Path(path), info)
         big = info.width * info.height >= self.min_pixels
-        if why or not big:
-            info, segments = self.cpu.plan(path, split)  # segments sized for a CPU decoder
         if why:
             self._note(f"{path.name}: decoded by ffmpeg on the CPU: {why}")
         elif big:
-            self._note(f"{path.name}: decoded by NVDEC on the GPU (ffmpeg takes segments when NVDEC is busy)")
-            target = max(MIN_SEGMENT_FRAMES, int(SEGMENT_SECONDS / nvdec_seconds(info, 1)))
-            seekable = Path(path).suffix.lower() in NVDEC_SEGMENT_SUFFIXES
-            if split and seekable and info.expected_frames and info.expected_frames >= 2 * target:
-                segments = plan_segments(info, target) or segments
+            self._note(f"{path.name}: decoded by NVDEC on the GPU (ffmpeg takes segments from its end when "
+                       f"NVDEC is busy)")
         else:
             self._note(f"{path.name}: decoded by ffmpeg on the CPU, small picture ({info.width}x{info.height}); "
                        f"NVDEC takes segments when it is idle")
@@ -137,34 +129,78 @@ class MixedFrameSource(FrameSource):
             on_gpu, on_cpu = self._queued[True], self._queued[False]
         return on_gpu / max(1, self.nvdec.capacity), on_cpu / max(1, self.cpu.capacity)
 
-    def _target(self, info: VideoInfo, frames: Optional[int]) -> Optional[FrameSource]:
-        """The side that should take this task now (None: neither, for now)."""
-        with self._lock:
-            video = self._videos.get(Path(info.path))
-        if video is None or not video.either or not self.nvdec.capacity:  # no session left: all to the CPU
-            return self.cpu if self.cpu.idle(self.cpu.capacity) else None
-        first, second = (self.nvdec, self.cpu) if video.nvdec_first else (self.cpu, self.nvdec)
-        if first.idle(first.capacity):
-            return first
-        if not second.idle(second.capacity):
+    def _nvdec_session(self, path: Path, first: int) -> Optional[int]:
+        """The idle NVDEC session for a task from frame ``first`` of ``path``:
+        the one whose decoder stands there, or, for a video's first frame, one
+        that is not kept for another video's next segment."""
+        idle = self.nvdec.idle_positions()
+        here = (path, first)
+        for number, position in idle.items():
+            if position == here:
+                return number
+        if first:
             return None
-        gpu_queue, cpu_queue = self._waiting_seconds()
-        if second is self.cpu:
-            return self.cpu if CPU_MARGIN * self.cpu.cost(info, frames) <= gpu_queue else None
-        return self.nvdec if gpu_queue == 0 and nvdec_seconds(info, frames) <= cpu_queue else None
+        with self._lock:
+            kept = {(p, min(v.waiting)) for p, v in self._videos.items() if v.waiting}
+        free = [n for n, position in idle.items() if position is None or position not in kept]
+        return free[0] if free else None
 
-    def can_take(self, path: Path, frames: Optional[int] = None) -> bool:
+    def _on_nvdec(self, path: Path) -> bool:
+        return any(Path(info.path) == path for info in list(self._infos.values()))
+
+    def _route(self, video: _Video, seg: SegmentPlan) -> Optional[Tuple[FrameSource, Optional[int]]]:
+        """(side, NVDEC session) that should take segment ``seg`` of ``video``
+        now, or None: neither, for now."""
+        path = Path(video.info.path)
+        cpu_free = self.cpu.idle(self.cpu.capacity) > 0
+        if not video.either or not self.nvdec.capacity:  # no session left: all to the CPU
+            return (self.cpu, None) if cpu_free else None
+        session = self._nvdec_session(path, seg.first)
+        with self._lock:
+            waiting = dict(video.waiting)
+        last = not waiting or seg.first == max(waiting)
+        if video.nvdec_first:
+            if session is not None:
+                return self.nvdec, session
+            if not cpu_free:
+                return None
+            if seg.first == min(waiting, default=0) and seg.first and not self._on_nvdec(path):
+                return self.cpu, None  # no session stands there or will: the CPU goes on with it
+            return (self.cpu, None) if last and self._cpu_may_take(video, seg, waiting) else None
+        if cpu_free:
+            return self.cpu, None
+        gpu_queue, cpu_queue = self._waiting_seconds()
+        frames = seg.frame_count(video.info.expected_frames)
+        if session is not None and gpu_queue == 0 and self.nvdec.cost(video.info, frames) <= cpu_queue:
+            return self.nvdec, session
+        return None
+
+    def _cpu_may_take(self, video: _Video, seg: SegmentPlan, waiting: Dict[int, int]) -> bool:
+        """The CPU takes a large picture's last segment when it will be done,
+        with the margin, before NVDEC (one session, in order) gets there."""
+        info = video.info
+        before = self.nvdec.cost(info, sum(waiting.values()) - waiting.get(seg.first, 0))
+        if not self._on_nvdec(Path(info.path)):  # no session on it yet: the other videos' turn first
+            before += self._waiting_seconds()[0]
+        return CPU_MARGIN * self.cpu.cost(info, seg.frame_count(info.expected_frames)) <= before
+
+    def choose(self, path: Path, waiting: List[SegmentPlan]) -> Optional[int]:
+        """Which of a video's waiting segments (in order) to submit now: its
+        first, its last (the CPU helping NVDEC from the end), or None."""
         with self._lock:
             video = self._videos.get(Path(path))
-        if video is None:  # not planned here (or forgotten): the CPU's, as _target says
-            return self.cpu.idle(self.cpu.capacity) > 0
-        return self._target(video.info, frames) is not None
+        if video is None:  # not planned here (or forgotten): the CPU's
+            return 0 if self.cpu.idle(self.cpu.capacity) else None
+        for k in dict.fromkeys((0, len(waiting) - 1) if video.nvdec_first else (0,)):
+            if self._route(video, waiting[k]) is not None:
+                return k
+        return None
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
         with self._lock:
             video = self._videos.get(Path(info.path))
         if video is not None and video.nvdec_first:
-            return nvdec_seconds(info, frames)
+            return self.nvdec.cost(info, frames)
         return self.cpu.cost(info, frames)
 
     def idle(self, limit: int) -> int:
@@ -173,10 +209,13 @@ class MixedFrameSource(FrameSource):
         return max(0, min(limit - busy, free))
 
     def submit(self, task: DecodeTask) -> None:
-        target = self._target(task.info, task.segment.frames)
-        assert target is not None, "submit() of a task neither side takes now"
         with self._lock:
             video = self._videos.get(Path(task.info.path))
+        route = self._route(video, task.segment) if video is not None else \
+            ((self.cpu, None) if self.cpu.idle(self.cpu.capacity) else None)
+        assert route is not None, "submit() of a task neither side takes now"
+        target, session = route
+        with self._lock:
             frames = video.waiting.pop(task.segment.first, None) if video is not None else None
             if frames is not None:
                 left = self._queued[video.nvdec_first] - video.seconds(self._cost_of(video), frames)
@@ -184,7 +223,9 @@ class MixedFrameSource(FrameSource):
         self._owner[task.task_id] = target
         if target is self.nvdec:
             self._infos[task.task_id] = task.info
-        target.submit(task)
+            self.nvdec.submit(task, session)
+        else:
+            self.cpu.submit(task)
 
     def cancel(self, task_id: int) -> None:
         owner = self._owner.get(task_id)

@@ -16,6 +16,16 @@ frame, the conversion in passes of 8 frames) reached 1,840: eight Python
 threads handing the GIL back and forth several times a frame. This one:
 4,500 frames/s, the conversion included.
 
+It never seeks. ThreadedDecoder's seek by frame index (``start_frame``)
+crashed the whole process (a segmentation fault in ``get_batch_frames``) on
+the project's own sample, a 160x90 H.264 MP4 with audio, cut into segments
+of 1,000 frames (H200, PyNvVideoCodec 2.2.4), while it worked on full-HD
+re-encodes: a crash cannot be caught, so no file gets a seek. A session
+decodes a video from its first frame and keeps its decoder open at the end
+of a segment: the video's next segment, if it comes to this session,
+continues where the last one stopped (frames/mixed_source.py sends it there,
+and lets the ffmpeg decoders take segments from the video's end).
+
 Anything it cannot do ends the task with ``TaskFailed(fallback=True)``: the
 executor decodes that video again with ffmpeg on the CPU.
 """
@@ -24,23 +34,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
-
-from shots.frames.messages import (DecodeReport, DecodeTask, FrameChunk, FramesReady, MemoryChunk, TaskDone,
-                                   TaskFailed)
+from shots.frames.messages import DecodeReport, DecodeTask, TaskDone, TaskFailed
 from shots.frames.ffmpeg_reader import check_coverage
 from shots.frames.probe import DecodeError, VideoInfo
 from shots.frames.segments import plan_video
+from shots.frames.nvdec_task import BATCH_FRAMES, PIX_FMTS, Cancelled, TaskRun
 from shots.frames.swscale_exact import NotExact, scale_plan
 
 SESSIONS = 8           # 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
-BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
 CHUNKS_AHEAD = 64      # converted batches a thread may hold unread (48x27 frames: 8 MB)
 STALL_S = 60.0         # a session that gives nothing for this long (not waiting on us) is given up
 # Codecs handed to NVDEC (ffprobe's names); 4:2:0 8- and 10-bit only.
 CODECS = {"h264", "hevc", "vp9", "av1", "vp8", "mpeg2video", "mpeg1video"}
-PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
 
 
 # A session's time per frame: a fixed part (the Python side, the
@@ -59,12 +67,6 @@ def nvdec_seconds(info: VideoInfo, frames: Optional[int]) -> float:
 class CodecUnsupported(NotExact):
     """The card's NVDEC does not decode this codec/format at all: not worth
     trying on another video of the run."""
-
-
-class SeekFailed(NotExact):
-    """ThreadedDecoder's seek by frame index did not land on the segment's
-    first frame (its seek is by nominal frame rate): the video goes to the CPU
-    rather than being decoded from its start again for every segment."""
 
 
 class NvdecUnavailable(Exception):
@@ -105,45 +107,12 @@ def _full_range(info: VideoInfo) -> Optional[bool]:
     return True if info.color_range == "pc" else None
 
 
-def ffmpeg_time(pts: int, offset: int, time_base: Fraction) -> float:
-    """A frame's time as showinfo prints it (``%.6g`` of pts times the time base)."""
-    return float("%.6g" % ((pts - offset) * (time_base.numerator / time_base.denominator)))
-
-
 def start_offset(info: VideoInfo, time_base: Fraction) -> int:
     """ffmpeg's shift of a file's timestamps to 0 (its start in microseconds,
     rescaled to the stream's time base, rounded to nearest)."""
     start_us = int(round(info.start_time * 1_000_000))
     value = Fraction(start_us, 1_000_000) / time_base
     return int(value + Fraction(1, 2)) if value >= 0 else -int(-value + Fraction(1, 2))
-
-
-class GpuChunk(FrameChunk):
-    """Converted frames in device memory; their slot is given back when
-    taken. They stay there: windows and the model's batches are made on the
-    GPU (windows.py)."""
-    holds_source_buffer = True
-
-    def __init__(self, frames, slots: threading.Semaphore):
-        self._frames, self._slots = frames, slots
-        self.frames = int(frames.shape[0])
-
-    def take(self):
-        out = self._frames
-        self.drop()
-        return out
-
-    def drop(self) -> None:
-        if self._frames is not None:
-            self._frames = None
-            self._slots.release()
-
-    def detach(self) -> FrameChunk:
-        return MemoryChunk(self.take())
-
-
-class _Cancelled(Exception):
-    pass
 
 
 @dataclass
@@ -156,9 +125,15 @@ class _Session:
     thread: Optional[threading.Thread] = None
     progress: float = 0.0      # monotonic time of its task's last step
     lost: bool = False         # stalled inside the library: never given work again
-    # Where its time went (seconds) and frames decoded but dropped before a
-    # segment's start: written by its own thread only, summed by totals().
+    # Where its time went (seconds) and its frames: written by its own
+    # thread only, summed by totals().
     times: Dict[str, float] = field(default_factory=dict)
+    # Its open ThreadedDecoder (its own thread's), and where that stands:
+    # (video, index of the next frame it gives), set before the task's
+    # TaskDone is sent, None while it works or when nothing is open.
+    decoder: object = None
+    time_base: Optional[Fraction] = None
+    position: Optional[Tuple[Path, int]] = None
 
 
 class NvdecFrameSource:
@@ -192,7 +167,7 @@ class NvdecFrameSource:
 
     def totals(self) -> Dict[str, float]:
         """The sessions' time by step (open, wait, copy, convert, scheduler,
-        end; seconds summed over sessions) and frames (sent, skipped)."""
+        end; seconds summed over sessions) and the frames they sent."""
         out: Dict[str, float] = {}
         for s in self._sessions:
             for key, value in list(s.times.items()):
@@ -207,11 +182,25 @@ class NvdecFrameSource:
         busy = sum(1 for s in usable if s.busy_with is not None)
         return max(0, min(limit, len(usable)) - busy)
 
-    def submit(self, task: DecodeTask) -> None:
-        session = next((s for s in self._sessions if s.busy_with is None and not s.lost), None)
-        assert session is not None, "submit() without an idle session"
-        session.busy_with, session.cancel, session.progress = task.task_id, None, time.monotonic()
-        session.tasks.put(task)
+    def idle_positions(self) -> Dict[int, Optional[Tuple[Path, int]]]:
+        """Idle sessions that can take work: number -> where its open decoder
+        stands, (video, next frame), or None. A task that does not start at a
+        video's first frame must go to the session standing at its first frame."""
+        return {s.number: s.position for s in self._sessions if s.busy_with is None and not s.lost}
+
+    def submit(self, task: DecodeTask, session: Optional[int] = None) -> None:
+        """To ``session``, or to the idle one standing at the task's first
+        frame, else to one with nothing open, else to any idle one."""
+        idle = self.idle_positions()
+        if session is None:
+            here = (Path(task.info.path), task.segment.first)
+            ranked = sorted(idle, key=lambda n: (idle[n] != here, idle[n] is not None))
+            session = ranked[0] if ranked else None
+        assert session in idle, "submit() without an idle session"
+        chosen = self._sessions[session]
+        chosen.busy_with, chosen.cancel, chosen.progress = task.task_id, None, time.monotonic()
+        chosen.position = None
+        chosen.tasks.put(task)
 
     def cancel(self, task_id: int) -> None:
         for s in self._sessions:
@@ -263,11 +252,12 @@ class NvdecFrameSource:
         while True:
             task = session.tasks.get()
             if task is None:
+                self._end_decoder(session)
                 return
             try:
                 report = self._decode(session, task, stream)
                 self._out.put(TaskDone(task.task_id, report))
-            except _Cancelled:
+            except Cancelled:
                 self._out.put(TaskFailed(task.task_id, "cancelled", cancelled=True))
             except Exception as exc:  # anything NVDEC could not do: the CPU redoes the video
                 cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -283,36 +273,68 @@ class NvdecFrameSource:
                 self._converters[key] = YuvToRgb(plan, self.device)
             return self._converters[key]
 
-    def _task_run(self, session: _Session, task: DecodeTask, time_base: Fraction, offset: int) -> "_TaskRun":
-        return _TaskRun(self, session, task, time_base, offset)
+    def _task_run(self, session: _Session, task: DecodeTask, time_base: Fraction, offset: int) -> "TaskRun":
+        return TaskRun(self, session, task, time_base, offset)
 
     def _decode(self, session: _Session, task: DecodeTask, stream) -> DecodeReport:
         info, seg = task.info, task.segment
         why = refusal(info)
         if why:
             raise NotExact(why)
-        nvc, torch = self._nvc, self._torch
-        demuxer = nvc.CreateDemuxer(filename=str(info.path))  # the stream and its time base only
+        if session.decoder is None or session.position != (Path(info.path), seg.first):
+            self._end_decoder(session)
+            if seg.first:
+                raise NotExact(f"NVDEC does not seek, and this session's decoder does not stand at frame "
+                               f"{seg.first}")
+            self._open(session, info, stream)
+        session.position = None
+        absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
+        offset = 0 if absolute else start_offset(info, session.time_base)
+        try:
+            with self._torch.cuda.stream(stream):
+                run = self._task_run(session, task, session.time_base, offset)
+                run.decode(session.decoder)
+                run.flush()
+            self._check_complete(run, task)
+        except BaseException:
+            self._end_decoder(session)
+            raise
+        if seg.frames is None or run.exhausted:
+            self._end_decoder(session)
+        else:  # the video's next segment may continue here
+            session.position = (Path(info.path), seg.first + run.count)
+        return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
+
+    def _open(self, session: _Session, info: VideoInfo, stream) -> None:
+        """A decoder from the video's first frame, after the checks a demuxer allows."""
+        demuxer = self._nvc.CreateDemuxer(filename=str(info.path))  # the stream and its time base only
         if demuxer.GetVideoStreamId() != info.stream_index:
             raise NotExact(f"it would decode stream {demuxer.GetVideoStreamId()}, not {info.stream_index}")
-        time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
+        session.time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
         self._check_caps(demuxer, info)
         del demuxer
-        absolute = seg.frames is not None  # a segment: ffmpeg keeps the file's timestamps (-copyts)
-        offset = 0 if absolute else start_offset(info, time_base)
+        t = time.perf_counter()
         # The session's own stream, handed to the decoder too: its copies and
         # ours are ordered on it, and wait neither for the model's batches nor
         # for the other sessions (on the legacy default stream: 1.2k 1080p frames/s).
-        with torch.cuda.stream(stream):
-            run = self._task_run(session, task, time_base, offset)
-            if not self._seek_worked(run, stream, seg.first if seg.start is not None else 0):
-                raise SeekFailed(f"its seek to frame {seg.first} did not land on the segment's first frame")
-            run.flush()
-        self._check_complete(run, task)
-        return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
+        session.decoder = self._nvc.ThreadedDecoder(str(info.path), buffer_size=2 * BATCH_FRAMES,
+                                                    gpu_id=self.gpu, cuda_stream=stream.cuda_stream,
+                                                    use_device_memory=True)
+        session.times["open"] = session.times.get("open", 0.0) + time.perf_counter() - t
 
     @staticmethod
-    def _check_complete(run: "_TaskRun", task: DecodeTask) -> None:
+    def _end_decoder(session: _Session) -> None:
+        decoder, session.decoder, session.position = session.decoder, None, None
+        if decoder is not None:
+            t = time.perf_counter()
+            try:
+                decoder.end()
+            except Exception:  # ending is best effort: the task's own outcome is already decided
+                pass
+            session.times["end"] = session.times.get("end", 0.0) + time.perf_counter() - t
+
+    @staticmethod
+    def _check_complete(run: "TaskRun", task: DecodeTask) -> None:
         """A ThreadedDecoder that fails in its own thread just ends early:
         such a task goes to the CPU, which says what the file really holds."""
         seg = task.segment
@@ -346,134 +368,3 @@ class NvdecFrameSource:
                                    f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
         if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
             raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
-
-    @staticmethod
-    def _seek_worked(run: "_TaskRun", stream, first: int) -> bool:
-        """Decode a task from its first frame's index; False when the decoder
-        could not seek there (an error before any frame was sent, no frame,
-        or a first frame after the segment's start)."""
-        try:
-            return run.decode(stream, first)
-        except _Cancelled:
-            raise
-        except Exception:
-            if run.count or run.filled or not first:
-                raise
-            return False
-
-
-class _TaskRun:  # noqa: E302 (NvdecFrameSource._task_run makes it)
-    """One task's frames: decoded batches stacked, converted and sent."""
-
-    def __init__(self, source: NvdecFrameSource, session: _Session, task: DecodeTask, time_base: Fraction,
-                 offset: int):
-        info = task.info
-        torch = source._torch
-        self.source, self.session, self.task, self.torch = source, session, task, torch
-        self.convert = source._converter(info)
-        self.shift, _ = PIX_FMTS[info.pix_fmt]
-        self.height, self.width = info.height, info.width
-        dtype = torch.uint8 if self.shift == 0 else torch.int16
-        self.batch = torch.empty((BATCH_FRAMES, info.height * 3 // 2, info.width), dtype=dtype, device=source.device)
-        self.filled = 0
-        self.count = 0
-        self.timestamps: List[float] = []
-        self.time_base, self.offset = time_base, offset
-        self.start = task.segment.start
-        self.limit = task.segment.frames
-
-    @property
-    def full(self) -> bool:
-        return self.limit is not None and self.count + self.filled >= self.limit
-
-    def decode(self, stream, start_frame: int) -> bool:
-        """Decode the task from ``start_frame`` (a seek by frame index); False,
-        with nothing sent, when the seek missed: the first frame came after
-        the segment's start, or no frame came at all."""
-        t = time.perf_counter()
-        decoder = self.source._nvc.ThreadedDecoder(str(self.task.info.path), buffer_size=2 * BATCH_FRAMES,
-                                                   gpu_id=self.source.gpu, cuda_stream=stream.cuda_stream,
-                                                   use_device_memory=True, start_frame=start_frame)
-        t = self.timed("open", t)
-        try:
-            while not self.full:
-                if self.session.cancel == self.task.task_id:
-                    raise _Cancelled()
-                frames = decoder.get_batch_frames(BATCH_FRAMES)
-                self.session.progress = time.monotonic()
-                t = self.timed("wait", t)
-                if not frames:
-                    # Nothing at all after a seek: it went past the file's end by its reckoning.
-                    return bool(self.count or self.filled or not start_frame)
-                if not self.add(frames):
-                    return False
-                t = time.perf_counter()
-        finally:
-            decoder.end()
-            self.timed("end", t)
-        return True
-
-    def timed(self, step: str, since: float, frames: int = 0) -> float:
-        """Adds the time since ``since`` (or a frame count) to the session's ``step``; returns now."""
-        now = time.perf_counter()
-        times = self.session.times
-        times[step] = times.get(step, 0.0) + (frames if frames else now - since)
-        return now
-
-    def add(self, frames) -> bool:
-        """Decoded frames (valid until the decoder's next batch): their
-        timestamps, then one copy into the batch (done before returning)."""
-        pts = [f.getPTS() for f in frames]
-        times = [ffmpeg_time(p, self.offset, self.time_base) for p in pts]
-        skip = 0
-        if self.start is not None and not self.count and not self.filled:
-            seconds = [float(p * self.time_base) for p in pts]
-            if seconds[0] > self.start + 1e-4:
-                return False
-            # Decoded before the segment's first frame (ffmpeg's -ss drops them too).
-            while skip < len(seconds) and seconds[skip] < self.start - 1e-4:
-                skip += 1
-            if skip:
-                self.timed("skipped frames", 0.0, skip)
-        take = len(frames) - skip
-        if self.limit is not None:
-            take = min(take, self.limit - self.count - self.filled)
-        while take > 0:
-            n = min(take, BATCH_FRAMES - self.filled)
-            t = time.perf_counter()
-            surfaces = [self.torch.from_dlpack(f) for f in frames[skip:skip + n]]
-            shape = tuple(surfaces[0].shape)
-            if shape != tuple(self.batch.shape[1:]):
-                raise NotExact(f"surface {shape} for a {self.width}x{self.height} video")
-            self.torch.stack([s.view(self.batch.dtype) for s in surfaces], out=self.batch[self.filled:self.filled + n])
-            self.torch.cuda.current_stream().synchronize()  # the decoder reuses the surfaces after this batch
-            self.timed("copy", t)
-            self.timestamps += times[skip:skip + n]
-            self.filled += n
-            skip += n
-            take -= n
-            if self.filled == BATCH_FRAMES:
-                self.flush()
-        return True
-
-    def flush(self) -> None:
-        if not self.filled:
-            return
-        t = time.perf_counter()
-        from shots.frames.yuv_to_rgb import split_semiplanar
-        planes = self.batch[:self.filled]
-        if self.shift:
-            planes = planes.to(self.torch.int32) & 0xFFFF  # P016's samples, unsigned
-        y, u, v = split_semiplanar(planes, self.height, self.shift)
-        rgb = self.convert(y, u, v)
-        self.torch.cuda.current_stream().synchronize()  # complete before another stream reads it
-        n, self.filled = self.filled, 0
-        self.count += n
-        t = self.timed("convert", t)
-        while not self.session.slots.acquire(timeout=0.1):
-            self.session.progress = time.monotonic()  # waiting for the scheduler is no stall
-            if self.session.cancel == self.task.task_id:
-                raise _Cancelled()
-        self.timed("scheduler", t)
-        self.timed("frames", 0.0, n)
-        self.source._out.put(FramesReady(self.task.task_id, GpuChunk(rgb, self.session.slots)))

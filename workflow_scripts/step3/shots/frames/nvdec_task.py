@@ -1,0 +1,152 @@
+"""One NVDEC task's frames (nvdec_source.py runs it in a session's thread):
+decoded surfaces stacked into a batch in device memory with one copy, the
+batch converted in one pass to ffmpeg's 48x27 RGB frames, and the frames
+handed over in device memory with the timestamps ffmpeg would print."""
+import threading
+import time
+from fractions import Fraction
+from typing import List
+
+from shots.frames.messages import DecodeTask, FrameChunk, FramesReady, MemoryChunk
+from shots.frames.swscale_exact import NotExact
+
+BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
+# The 4:2:0 formats NVDEC gives and the exact conversion takes: (bits of P016 padding, name).
+PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
+
+
+def ffmpeg_time(pts: int, offset: int, time_base: Fraction) -> float:
+    """A frame's time as showinfo prints it (``%.6g`` of pts times the time base)."""
+    return float("%.6g" % ((pts - offset) * (time_base.numerator / time_base.denominator)))
+
+
+class GpuChunk(FrameChunk):
+    """Converted frames in device memory; their slot is given back when
+    taken. They stay there: windows and the model's batches are made on the
+    GPU (windows.py)."""
+    holds_source_buffer = True
+
+    def __init__(self, frames, slots: threading.Semaphore):
+        self._frames, self._slots = frames, slots
+        self.frames = int(frames.shape[0])
+
+    def take(self):
+        out = self._frames
+        self.drop()
+        return out
+
+    def drop(self) -> None:
+        if self._frames is not None:
+            self._frames = None
+            self._slots.release()
+
+    def detach(self) -> FrameChunk:
+        return MemoryChunk(self.take())
+
+
+class Cancelled(Exception):
+    pass
+
+
+class TaskRun:
+    """One task's frames: decoded batches stacked, converted and sent."""
+
+    def __init__(self, source, session, task: DecodeTask, time_base: Fraction,
+                 offset: int):
+        info = task.info
+        torch = source._torch
+        self.source, self.session, self.task, self.torch = source, session, task, torch
+        self.convert = source._converter(info)
+        self.shift, _ = PIX_FMTS[info.pix_fmt]
+        self.height, self.width = info.height, info.width
+        dtype = torch.uint8 if self.shift == 0 else torch.int16
+        self.batch = torch.empty((BATCH_FRAMES, info.height * 3 // 2, info.width), dtype=dtype, device=source.device)
+        self.filled = 0
+        self.count = 0
+        self.timestamps: List[float] = []
+        self.time_base, self.offset = time_base, offset
+        self.start = task.segment.start
+        self.limit = task.segment.frames
+        self.exhausted = False  # the decoder gave its last frame
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.count + self.filled >= self.limit
+
+    def decode(self, decoder) -> None:
+        """The task's frames from ``decoder`` (open at its first frame), never
+        one more: what follows stays in the decoder for the next segment."""
+        t = time.perf_counter()
+        while not self.full:
+            if self.session.cancel == self.task.task_id:
+                raise Cancelled()
+            want = BATCH_FRAMES if self.limit is None else min(BATCH_FRAMES, self.limit - self.count - self.filled)
+            frames = decoder.get_batch_frames(want)
+            self.session.progress = time.monotonic()
+            t = self.timed("wait", t)
+            if not frames:
+                self.exhausted = True
+                return
+            if not self.add(frames):
+                raise NotExact(f"NVDEC's frames did not go on at the segment's start ({self.start:.6g} s)")
+            t = time.perf_counter()
+
+    def timed(self, step: str, since: float, frames: int = 0) -> float:
+        """Adds the time since ``since`` (or a frame count) to the session's ``step``; returns now."""
+        now = time.perf_counter()
+        times = self.session.times
+        times[step] = times.get(step, 0.0) + (frames if frames else now - since)
+        return now
+
+    def add(self, frames) -> bool:
+        """Decoded frames (valid until the decoder's next batch): their
+        timestamps, then one copy into the batch (done before returning)."""
+        pts = [f.getPTS() for f in frames]
+        times = [ffmpeg_time(p, self.offset, self.time_base) for p in pts]
+        skip = 0
+        if self.start is not None and not self.count and not self.filled:
+            # A segment goes on from the last one's end: its first frame is the planned keyframe.
+            if abs(float(pts[0] * self.time_base) - self.start) > 1e-4:
+                return False
+        take = len(frames)
+        if self.limit is not None:
+            take = min(take, self.limit - self.count - self.filled)
+        while take > 0:
+            n = min(take, BATCH_FRAMES - self.filled)
+            t = time.perf_counter()
+            surfaces = [self.torch.from_dlpack(f) for f in frames[skip:skip + n]]
+            shape = tuple(surfaces[0].shape)
+            if shape != tuple(self.batch.shape[1:]):
+                raise NotExact(f"surface {shape} for a {self.width}x{self.height} video")
+            self.torch.stack([s.view(self.batch.dtype) for s in surfaces], out=self.batch[self.filled:self.filled + n])
+            self.torch.cuda.current_stream().synchronize()  # the decoder reuses the surfaces after this batch
+            self.timed("copy", t)
+            self.timestamps += times[skip:skip + n]
+            self.filled += n
+            skip += n
+            take -= n
+            if self.filled == BATCH_FRAMES:
+                self.flush()
+        return True
+
+    def flush(self) -> None:
+        if not self.filled:
+            return
+        t = time.perf_counter()
+        from shots.frames.yuv_to_rgb import split_semiplanar
+        planes = self.batch[:self.filled]
+        if self.shift:
+            planes = planes.to(self.torch.int32) & 0xFFFF  # P016's samples, unsigned
+        y, u, v = split_semiplanar(planes, self.height, self.shift)
+        rgb = self.convert(y, u, v)
+        self.torch.cuda.current_stream().synchronize()  # complete before another stream reads it
+        n, self.filled = self.filled, 0
+        self.count += n
+        t = self.timed("convert", t)
+        while not self.session.slots.acquire(timeout=0.1):
+            self.session.progress = time.monotonic()  # waiting for the scheduler is no stall
+            if self.session.cancel == self.task.task_id:
+                raise Cancelled()
+        self.timed("scheduler", t)
+        self.timed("frames", 0.0, n)
+        self.source._out.put(FramesReady(self.task.task_id, GpuChunk(rgb, self.session.slots)))
