@@ -247,7 +247,7 @@ class Side(FrameSource):
 def route(source, path):
     """The side that would take the video's first waiting segment now (None: neither)."""
     video = source._videos[Path(path)]
-    chosen = source._route(video, SegmentPlan(None, min(video.waiting), None))
+    chosen = source._route(video, SegmentPlan(None, video.head, None))
     return chosen and chosen[0]
 
 
@@ -391,7 +391,7 @@ def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path,
     # No session stands at a video's next segment, and none is on it: the CPU goes on in order.
     info, segs = source.plan(big, True)
     with source._lock:
-        source._videos[big].waiting.pop(0)
+        source._videos[big].take(0)
     source._infos.clear()  # NVDEC's tasks ended (poll drops them)
     gpu.positions, cpu.free = {}, 1
     assert route(source, big) is cpu

@@ -39,14 +39,34 @@ CPU_MARGIN = 1.5
 
 @dataclass
 class _Video:
+    """A planned video's segments not submitted yet, in order (they leave from
+    either end), and their frames: asked on every turn with a free slot, so
+    nothing here walks the segments."""
     info: VideoInfo
     nvdec_first: bool         # a large picture
     either: bool              # NVDEC may decode it
-    waiting: Dict[int, int]   # segment's first frame -> its frames, not submitted yet
+    waiting: Dict[int, int]   # segment's first frame -> its frames, in order
+    frames: int = 0           # their sum
+
+    def __post_init__(self):
+        self.frames = sum(self.waiting.values())
+
+    @property
+    def head(self) -> Optional[int]:
+        return next(iter(self.waiting), None)
+
+    @property
+    def tail(self) -> Optional[int]:
+        return next(reversed(self.waiting), None)
+
+    def take(self, first: int) -> Optional[int]:
+        frames = self.waiting.pop(first, None)
+        self.frames -= frames or 0
+        return frames
 
     def seconds(self, cost, frames: Optional[int] = None) -> float:
         """``cost`` of ``frames`` of it (None: all its waiting frames)."""
-        return cost(self.info, sum(self.waiting.values()) if frames is None else frames)
+        return cost(self.info, self.frames if frames is None else frames)
 
 
 class MixedFrameSource(FrameSource):
@@ -140,10 +160,15 @@ class MixedFrameSource(FrameSource):
                 return number
         if first:
             return None
-        with self._lock:
-            kept = {(p, min(v.waiting)) for p, v in self._videos.items() if v.waiting}
-        free = [n for n, position in idle.items() if position is None or position not in kept]
+        free = [n for n, position in idle.items() if position is None or not self._kept(position)]
         return free[0] if free else None
+
+    def _kept(self, position: Tuple[Path, int]) -> bool:
+        """A session standing at a video's next waiting segment is kept for it."""
+        path, first = position
+        with self._lock:
+            video = self._videos.get(path)
+            return video is not None and video.head == first
 
     def _on_nvdec(self, path: Path) -> bool:
         return any(Path(info.path) == path for info in list(self._infos.values()))
@@ -157,16 +182,16 @@ class MixedFrameSource(FrameSource):
             return (self.cpu, None) if cpu_free else None
         session = self._nvdec_session(path, seg.first)
         with self._lock:
-            waiting = dict(video.waiting)
-        last = not waiting or seg.first == max(waiting)
+            head, tail = video.head, video.tail
         if video.nvdec_first:
             if session is not None:
                 return self.nvdec, session
             if not cpu_free:
                 return None
-            if seg.first == min(waiting, default=0) and seg.first and not self._on_nvdec(path):
+            if seg.first == head and seg.first and not self._on_nvdec(path):
                 return self.cpu, None  # no session stands there or will: the CPU goes on with it
-            return (self.cpu, None) if last and self._cpu_may_take(video, seg, waiting) else None
+            last = tail is None or seg.first == tail
+            return (self.cpu, None) if last and self._cpu_may_take(video, seg) else None
         if cpu_free:
             return self.cpu, None
         gpu_queue, cpu_queue = self._waiting_seconds()
@@ -175,11 +200,12 @@ class MixedFrameSource(FrameSource):
             return self.nvdec, session
         return None
 
-    def _cpu_may_take(self, video: _Video, seg: SegmentPlan, waiting: Dict[int, int]) -> bool:
+    def _cpu_may_take(self, video: _Video, seg: SegmentPlan) -> bool:
         """The CPU takes a large picture's last segment when it will be done,
         with the margin, before NVDEC (one session, in order) gets there."""
         info = video.info
-        before = self.nvdec.cost(info, sum(waiting.values()) - waiting.get(seg.first, 0))
+        with self._lock:
+            before = self.nvdec.cost(info, video.frames - video.waiting.get(seg.first, 0))
         if not self._on_nvdec(Path(info.path)):  # no session on it yet: the other videos' turn first
             before += self._waiting_seconds()[0]
         return CPU_MARGIN * self.cpu.cost(info, seg.frame_count(info.expected_frames)) <= before
@@ -216,7 +242,7 @@ class MixedFrameSource(FrameSource):
         assert route is not None, "submit() of a task neither side takes now"
         target, session = route
         with self._lock:
-            frames = video.waiting.pop(task.segment.first, None) if video is not None else None
+            frames = video.take(task.segment.first) if video is not None else None
             if frames is not None:
                 left = self._queued[video.nvdec_first] - video.seconds(self._cost_of(video), frames)
                 self._queued[video.nvdec_first] = max(0.0, left)
