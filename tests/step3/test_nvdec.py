@@ -23,7 +23,7 @@ from shots.executors.local import LocalExecutor, ffmpeg_source
 from shots.frames.ffmpeg_reader import FrameReader
 from shots.frames.messages import DecodeTask, FramesReady, MemoryChunk, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.mixed_source import MixedFrameSource
-from shots.frames.nvdec_source import nvdec_seconds, refusal, start_offset
+from shots.frames.nvdec_source import refusal, start_offset
 from shots.frames.nvdec_task import ffmpeg_time
 from shots.frames.probe import probe
 from shots.frames.segments import WHOLE_VIDEO, decode_seconds, plan_video
@@ -117,6 +117,11 @@ class StandInGpuDecoder(FrameSource):
     def idle_positions(self):
         return {n: p for n, p in self.positions.items() if n not in self.busy}
 
+    def end_unneeded(self, needed):
+        for n, position in self.positions.items():
+            if n not in self.busy and position is not None and not needed(position):
+                self.positions[n] = None
+
     def submit(self, task, session=None):
         here = (task.info.path, task.segment.first)
         assert session is not None and session not in self.busy
@@ -208,115 +213,6 @@ def test_nvdec_goes_on_from_segment_to_segment_and_gives_the_cpu_results(tmp_pat
         assert (tmp_path / "cpu" / f"cuts{i}.csv").read_bytes() == (tmp_path / "mixed" / f"cuts{i}.csv").read_bytes()
 
 
-class Side(FrameSource):
-    """One side of a mixed source for the routing rule: ``free`` slots;
-    ``positions``: where an idle NVDEC session's decoder stands."""
-
-    def __init__(self, capacity, cost=decode_seconds, split_frames=None):
-        self.free, self._capacity, self._cost = capacity, capacity, cost
-        self.split_frames, self.positions, self.sessions = split_frames, {}, []
-
-    capacity = property(lambda self: self._capacity)
-
-    def plan(self, path, split):
-        return plan_video(path, split_frames=self.split_frames if split else None)
-
-    def idle_positions(self):
-        return {n: self.positions.get(n) for n in range(self.free)}
-
-    def cost(self, info, frames):
-        return self._cost(info, frames)
-
-    def idle(self, limit):
-        return min(self.free, limit)
-
-    def submit(self, task, session=None):
-        self.free -= 1
-        self.sessions.append(session)
-
-    def cancel(self, task_id):
-        pass
-
-    def poll(self, timeout):
-        return []
-
-    def close(self):
-        pass
-
-
-def route(source, path):
-    """The side that would take the video's first waiting segment now (None: neither)."""
-    video = source._videos[Path(path)]
-    chosen = source._route(video, SegmentPlan(None, video.head, None))
-    return chosen and chosen[0]
-
-
-def test_each_segment_goes_to_the_side_that_shortens_the_run(tmp_path, media):
-    """Large pictures go to NVDEC first, small ones to the CPU first; the
-    other side takes one only when that does not make a tail."""
-    big = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(12)]        # 320x180
-    small = [copy_to(media["short"], tmp_path, f"small{i}.mp4") for i in range(8)]    # 160x90
-
-    def mixed(paths, gpu_free, cpu_free):
-        gpu, cpu = Side(2, nvdec_seconds), Side(2)
-        source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-        for path in paths:
-            source.plan(path, False)
-        gpu.free, cpu.free = gpu_free, cpu_free
-        return source, gpu, cpu
-
-    source, gpu, cpu = mixed(big + small[:1], 2, 2)
-    assert route(source, big[0]) is gpu and route(source, small[0]) is cpu
-    # NVDEC busy: the CPU helps with a large video while eleven more wait for NVDEC...
-    source, gpu, cpu = mixed(big, 0, 2)
-    assert route(source, big[0]) is cpu
-    # ... but not with the last one, which NVDEC finishes sooner.
-    source, gpu, cpu = mixed(big[:1], 0, 2)
-    assert not route(source, big[0])
-    # The CPU busy: NVDEC takes a small video only when no large one waits for
-    # it, and the CPU's queue is longer than NVDEC's time for it.
-    source, gpu, cpu = mixed(big[:1] + small, 2, 0)
-    assert not route(source, small[0])
-    source, gpu, cpu = mixed(small[:1], 2, 0)
-    assert not route(source, small[0])
-    source, gpu, cpu = mixed(small, 2, 0)
-    assert route(source, small[0]) is gpu
-    # Submitted work no longer counts as waiting.
-    for i, path in enumerate(small[1:]):
-        cpu.free = 1
-        source.submit(DecodeTask(i, probe(path), WHOLE_VIDEO))
-    cpu.free = 0
-    assert not route(source, small[0])
-
-
-def test_no_nvdec_session_left_sends_everything_to_the_cpu(tmp_path, media):
-    """Every session given up (stalled in the library): large pictures go to
-    the CPU too, instead of waiting for NVDEC for ever."""
-    big = copy_to(media["cuts"], tmp_path, "big.mp4")
-    gpu, cpu = Side(0, nvdec_seconds), Side(2)
-    source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-    source.plan(big, False)
-    assert route(source, big) is cpu
-
-
-def test_waiting_work_is_kept_as_running_totals(tmp_path, media):
-    """Planned, re-planned (a fallback), submitted and forgotten videos: what
-    still waits is what the routing sees, never counted twice."""
-    paths = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(3)]
-    source = MixedFrameSource(Side(2, nvdec_seconds), Side(2), min_pixels=320 * 180)
-    for path in paths:
-        source.plan(path, False)
-    one = nvdec_seconds(probe(paths[0]), None) / 2  # per session
-    assert source._waiting_seconds()[0] == pytest.approx(3 * one)
-    source.plan(paths[0], False)  # planned again
-    assert source._waiting_seconds()[0] == pytest.approx(3 * one)
-    source.submit(DecodeTask(1, probe(paths[1]), WHOLE_VIDEO))
-    source.forget_video(paths[2])
-    assert source._waiting_seconds()[0] == pytest.approx(one)
-    source.forget_video(paths[0])
-    assert source._waiting_seconds() == (0.0, 0.0)
-
-
 @pytest.mark.parametrize("start, first, same", [
     (12.48, 12.4805, True), (12.48, 12.482, False),
     (1019.519499, 1019.52, True),   # showinfo's %.6g of a frame at 1019.5195 s
@@ -357,63 +253,62 @@ def test_a_short_or_empty_nvdec_task_goes_to_the_cpu(media):
             Source._check_complete(run, task)
 
 
-def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path, media):
-    """NVDEC never seeks: a video's segments after its first go to the session
-    whose decoder stopped there, and that session is kept for them; the CPU
-    takes a large video's last segment when it will be done before NVDEC
-    gets there, and goes on in order where no session will."""
-    big = copy_to(media["cuts"], tmp_path, "big.mp4")        # 375 frames, cuts every 75
-    other = copy_to(media["cuts"], tmp_path, "other.mp4")
-    gpu, cpu = Side(1, nvdec_seconds), Side(2, split_frames=100)
-    source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-    info, segs = source.plan(big, True)
-    source.plan(other, False)
-    assert len(segs) == 3 and segs[0].first == 0
-    second = segs[1].first
-    assert source.choose(big, segs) == 0                      # NVDEC starts it at frame 0
-    source.submit(DecodeTask(1, info, segs[0]))
-    assert gpu.sessions == [0] and gpu.free == 0
-    # While NVDEC decodes the first, the CPU takes the last (75 frames, well
-    # before NVDEC would get there), not the second, which NVDEC goes on with.
-    assert source.choose(big, segs[1:]) == 1
-    source.submit(DecodeTask(2, info, segs[2]))
-    assert cpu.free == 1 and source.choose(big, segs[1:2]) is None
-    # The session is done and stands at the second's first frame: kept for it,
-    # not for another video's start.
-    gpu.free, gpu.positions = 1, {0: (big, second)}
-    assert source._nvdec_session(other, 0) is None and source._nvdec_session(big, second) == 0
-    assert source.choose(big, segs[1:2]) == 0
-    source.submit(DecodeTask(3, info, segs[1]))
-    assert gpu.sessions == [0, 0]
-    # A session standing where nothing waits any more is free for any start.
-    gpu.free = 1
-    assert source._nvdec_session(other, 0) == 0
-    # No session stands at a video's next segment, and none is on it: the CPU goes on in order.
-    info, segs = source.plan(big, True)
-    with source._lock:
-        source._videos[big].take(0)
-    source._infos.clear()  # NVDEC's tasks ended (poll drops them)
-    gpu.positions, cpu.free = {}, 1
-    assert route(source, big) is cpu
+class Reached(Exception):
+    pass
 
 
-def test_a_task_goes_to_the_session_standing_at_its_first_frame(media):
-    """NvdecFrameSource's own choice (no GPU needed for it): the session whose
-    decoder stopped at the task's first frame, else one with nothing open;
-    and a task no session stands at, past a video's first frame, is refused
-    before any decoding (the CPU then decodes that video)."""
+class StandingDecoder:
+    """An open decoder as a session keeps it: says when it is read or ended."""
+
+    def __init__(self):
+        self.ended = False
+
+    def get_batch_frames(self, n):
+        raise Reached(n)
+
+    def end(self):
+        self.ended = True
+
+
+def bookkeeping_source(sessions):
+    """NvdecFrameSource's bookkeeping alone (no GPU, no decoder thread)."""
+    import torch
     from shots.frames.nvdec_source import NvdecFrameSource, _Session
+    source = object.__new__(NvdecFrameSource)
+    source._sessions = [_Session(i, queue.Queue(), threading.Semaphore(1)) for i in range(sessions)]
+    source._torch, source.device, source._converters, source._lock = torch, torch.device("cpu"), {}, threading.Lock()
+    return source
+
+
+def test_a_task_goes_on_in_the_session_standing_at_its_first_frame(media):
+    """The session whose decoder stopped at the task's first frame takes it
+    and reads on from that decoder (asked for the segment's frames, at most a
+    batch); a task no session stands at, past a video's first frame, is
+    refused before any decoding (the CPU then decodes that video)."""
+    from shots.frames.nvdec_source import _END_DECODER, _Session
     from shots.frames.swscale_exact import NotExact
     info = probe(media["cuts"])
-    source = object.__new__(NvdecFrameSource)  # the sessions' bookkeeping alone: no decoder thread
-    source._sessions = [_Session(i, queue.Queue(), threading.Semaphore(1)) for i in range(3)]
+    source = bookkeeping_source(3)
+    standing = StandingDecoder()
     source._sessions[0].position = (Path("elsewhere.mp4"), 150)
-    source._sessions[2].position = (info.path, 150)
-    source.submit(DecodeTask(1, info, SegmentPlan(6.0, 150, 150)))
-    assert source._sessions[2].busy_with == 1 and source._sessions[2].position is None
+    source._sessions[2].position, source._sessions[2].decoder = (info.path, 150), standing
+    task = DecodeTask(1, info, SegmentPlan(6.0, 150, 20))
+    source.submit(task)
+    session = source._sessions[2]
+    assert session.busy_with == 1 and session.tasks.get_nowait() is task
+    with pytest.raises(Reached) as reached:  # past the position check, reading on
+        source._decode(session, task, stream=None)
+    assert reached.value.args == (20,) and standing.ended and session.position is None
     source.submit(DecodeTask(2, info, WHOLE_VIDEO))
-    assert source._sessions[1].busy_with == 2  # nothing open there
+    assert source._sessions[1].busy_with == 2 and source._sessions[1].tasks.get_nowait().task_id == 2  # nothing open
     assert source.idle_positions() == {0: (Path("elsewhere.mp4"), 150)}
     lone = _Session(9, queue.Queue(), threading.Semaphore(1))
     with pytest.raises(NotExact, match="does not seek"):
         source._decode(lone, DecodeTask(3, info, SegmentPlan(6.0, 150, 150)), stream=None)
+    # A decoder nobody will go on with is ended; one that is still needed is kept.
+    source._sessions[1].busy_with = None
+    source._sessions[1].position = (info.path, 300)
+    source.end_unneeded(lambda position: position[1] == 300)
+    source.end_unneeded(lambda position: False)
+    assert source._sessions[0].position is None and source._sessions[0].tasks.get_nowait() is _END_DECODER
+    assert source._sessions[1].position is None and source._sessions[1].tasks.get_nowait() is _END_DECODER

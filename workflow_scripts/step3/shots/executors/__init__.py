@@ -50,4 +50,5 @@ class Executor(ABC):
 
     def close(self) -> None:
         """Free what the run held beyond its videos (the GPU's lock), after
-        ``run`` or a SetupFailed; called once by the driver."""
+        ``run`` or a SetupFailed: the driver calls it at the end of every run,
+        and an executor may have closed itself already (it must not mind)."""

@@ -91,8 +91,10 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         """The card is free for the next run (in this process too: a second
-        run here would otherwise wait on our own lock forever)."""
-        lock, self.gpu_lock = getattr(self, "gpu_lock", None), None
+        run here would otherwise wait on our own lock forever), and the model
+        goes with the run."""
+        self.predictor = None
+        lock, self.gpu_lock = self.gpu_lock, None
         if lock is not None:
             lock.release()
 

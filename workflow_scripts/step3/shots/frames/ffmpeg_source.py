@@ -165,10 +165,20 @@ class FfmpegFrameSource(FrameSource):
         return max(0, min(limit - busy, sum(1 for d in self._decoders if d.assignable)))
 
     def submit(self, task: DecodeTask) -> None:
-        decoder = next(d for d in self._decoders if d.assignable)
+        decoder = self._live_assignable()
         threads = task.threads or self._threads or default_decoder_threads(task.info, len(self._decoders))
         decoder.busy_with = task.task_id
         decoder.tasks.put(replace(task, threads=threads))
+
+    def _live_assignable(self) -> Decoder:
+        """A free decoder whose process lives (asked here, once a task: one
+        that died idle, its pipe not read yet, would fail the video)."""
+        free = [d for d in self._decoders if d.assignable]
+        for d in free:
+            if d.process.is_alive():
+                return d
+            d.exited = True  # the next poll replaces it
+        return free[0]  # all died at once: its task fails as the process did
 
     def cancel(self, task_id: int) -> None:
         for d in self._decoders:

@@ -183,6 +183,8 @@ class MixedFrameSource(FrameSource):
         session = self._nvdec_session(path, seg.first)
         with self._lock:
             head, tail = video.head, video.tail
+        if session is not None and seg.first:  # its decoder stands there, open: always NVDEC's
+            return self.nvdec, session
         if video.nvdec_first:
             if session is not None:
                 return self.nvdec, session
@@ -264,6 +266,7 @@ class MixedFrameSource(FrameSource):
         waiting_on_gpu = any(o is self.nvdec for o in self._owner.values())
         out += self.cpu.poll(0 if out else min(timeout, 0.005) if waiting_on_gpu else timeout)
         out += self.nvdec.poll(0)
+        self.nvdec.end_unneeded(self._kept)
         for message in out:
             if isinstance(message, TaskFailed) and message.fallback:
                 self._gave_up(message)

@@ -69,6 +69,9 @@ class CodecUnsupported(NotExact):
     trying on another video of the run."""
 
 
+_END_DECODER = "end its decoder"  # a session's queue item: end the open decoder, stay ready
+
+
 class NvdecUnavailable(Exception):
     """No NVIDIA GPU or no PyNvVideoCodec here. The message says which."""
 
@@ -198,9 +201,19 @@ class NvdecFrameSource:
             session = ranked[0] if ranked else None
         assert session in idle, "submit() without an idle session"
         chosen = self._sessions[session]
+        # Its position stays: its thread reads it to go on from there, then clears it.
         chosen.busy_with, chosen.cancel, chosen.progress = task.task_id, None, time.monotonic()
-        chosen.position = None
         chosen.tasks.put(task)
+
+    def end_unneeded(self, needed) -> None:
+        """Idle sessions whose open decoder no task will go on with
+        (``needed(position)`` is False: the CPU took the next segment, the
+        video ended, failed or was planned again) end it: it holds device
+        memory and decodes ahead into it."""
+        for s in self._sessions:
+            if s.busy_with is None and not s.lost and s.position is not None and not needed(s.position):
+                s.position = None  # its thread is idle: ours to clear; the END comes before any next task
+                s.tasks.put(_END_DECODER)
 
     def cancel(self, task_id: int) -> None:
         for s in self._sessions:
@@ -254,6 +267,9 @@ class NvdecFrameSource:
             if task is None:
                 self._end_decoder(session)
                 return
+            if task is _END_DECODER:
+                self._end_decoder(session)
+                continue
             try:
                 report = self._decode(session, task, stream)
                 self._out.put(TaskDone(task.task_id, report))
@@ -299,7 +315,7 @@ class NvdecFrameSource:
         except BaseException:
             self._end_decoder(session)
             raise
-        if seg.frames is None or run.exhausted:
+        if seg.frames is None:
             self._end_decoder(session)
         else:  # the video's next segment may continue here
             session.position = (Path(info.path), seg.first + run.count)

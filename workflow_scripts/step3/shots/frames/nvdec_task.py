@@ -67,7 +67,6 @@ class TaskRun:
         self.time_base, self.offset = time_base, offset
         self.start = task.segment.start
         self.limit = task.segment.frames
-        self.exhausted = False  # the decoder gave its last frame
 
     @property
     def full(self) -> bool:
@@ -84,8 +83,7 @@ class TaskRun:
             frames = decoder.get_batch_frames(want)
             self.session.progress = time.monotonic()
             t = self.timed("wait", t)
-            if not frames:
-                self.exhausted = True
+            if not frames:  # the video's end (a segment short of its frames fails its check)
                 return
             if not self.add(frames):
                 raise NotExact(f"NVDEC's frames did not go on at the segment's start ({self.start:.6g} s)")
