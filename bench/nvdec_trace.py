@@ -84,7 +84,8 @@ def summarize(path: Path, big: int = 640 * 360) -> list:
         return ["trace: no task"]
     end = max(e["end"] for e in events)
     totals = trace["nvdec"]
-    out = ["trace NVDEC sessions' seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(totals.items()))]
+    out = ["trace NVDEC sessions' seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(totals.items())
+                                                       if k != "frames") + f"; frames {totals.get('frames', 0):,.0f}"]
     samples = collections.Counter(trace.get("samples", {}))
     for kind, top in (("main", 12), ("model", 5), ("nvdec", 10)):
         mine = [(k, n) for k, n in samples.most_common() if k.startswith(kind + " ")][:top]
