@@ -204,3 +204,23 @@ def test_a_folder_is_not_a_video(tmp_path):
     (tmp_path / "x.mp4").mkdir()
     with pytest.raises(DecodeError, match=r"^not a regular file \(a folder\)$"):
         probe(tmp_path / "x.mp4")
+
+
+def test_a_decoder_whose_pipe_ended_but_that_lingers_is_killed_and_replaced():
+    """Its pipe ended (it will never send again) yet the process has not
+    exited: after a grace period it is killed, its task fails in one line
+    and a fresh decoder takes its place, instead of the task waiting for ever."""
+    import time
+    from shots.frames.ffmpeg_source import EXIT_GRACE_S, FfmpegFrameSource
+    from shots.frames.messages import TaskFailed
+    source = FfmpegFrameSource(1)
+    try:
+        old = source._decoders[0]
+        assert old.process.is_alive()
+        old.busy_with, old.exited_at = 7, time.monotonic() - EXIT_GRACE_S - 1
+        failed = [m for m in source.poll(0) if isinstance(m, TaskFailed)]
+        assert [m.task_id for m in failed] == [7] and "decoder process died" in failed[0].cause
+        assert not old.process.is_alive() and source._decoders[0] is not old
+        assert source._decoders[0].process.is_alive() and source.idle(1) == 1
+    finally:
+        source.close()

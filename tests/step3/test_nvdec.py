@@ -12,7 +12,6 @@ import threading
 import time
 from collections import deque
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ from shots.executors.local import LocalExecutor, ffmpeg_source
 from shots.frames.ffmpeg_reader import FrameReader
 from shots.frames.messages import DecodeTask, FramesReady, MemoryChunk, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.mixed_source import MixedFrameSource
-from shots.frames.nvdec_source import refusal, start_offset
+from shots.frames.nvdec_source import refusal, stands_at, start_offset
 from shots.frames.nvdec_task import ffmpeg_time
 from shots.frames.probe import probe
 from shots.frames.segments import WHOLE_VIDEO, decode_seconds, plan_video
@@ -123,9 +122,9 @@ class StandInGpuDecoder(FrameSource):
                 self.positions[n] = None
 
     def submit(self, task, session=None):
-        here = (task.info.path, task.segment.first)
         assert session is not None and session not in self.busy
-        assert task.segment.first == 0 or self.positions[session] == here, "a seek was asked for"
+        assert task.segment.first == 0 or stands_at(self.positions[session], task.info, task.segment.first), \
+            "a seek was asked for"
         self.busy[session] = task.task_id
         self.tasks.append((session, task))
 
@@ -150,7 +149,7 @@ class StandInGpuDecoder(FrameSource):
         report = reader.finish()
         report.decoder = "nvdec"
         self.segments_decoded.append((task.info.path.name, seg.first))
-        self.positions[session] = (task.info.path, seg.first + report.frame_count) if seg.frames else None
+        self.positions[session] = (task.info, seg.first + report.frame_count) if seg.frames else None
         return out + [TaskDone(task.task_id, report)]
 
     def close(self):
@@ -290,8 +289,10 @@ def test_a_task_goes_on_in_the_session_standing_at_its_first_frame(media):
     info = probe(media["cuts"])
     source = bookkeeping_source(3)
     standing = StandingDecoder()
-    source._sessions[0].position = (Path("elsewhere.mp4"), 150)
-    source._sessions[2].position, source._sessions[2].decoder = (info.path, 150), standing
+    elsewhere = probe(media["short"])
+    source._sessions[0].position = (elsewhere, 150)
+    source._sessions[1].position = (probe(media["cuts"]), 150)  # the same file, planned again: not this plan
+    source._sessions[2].position, source._sessions[2].decoder = (info, 150), standing
     task = DecodeTask(1, info, SegmentPlan(6.0, 150, 20))
     source.submit(task)
     session = source._sessions[2]
@@ -300,14 +301,14 @@ def test_a_task_goes_on_in_the_session_standing_at_its_first_frame(media):
         source._decode(session, task, stream=None)
     assert reached.value.args == (20,) and standing.ended and session.position is None
     source.submit(DecodeTask(2, info, WHOLE_VIDEO))
-    assert source._sessions[1].busy_with == 2 and source._sessions[1].tasks.get_nowait().task_id == 2  # nothing open
-    assert source.idle_positions() == {0: (Path("elsewhere.mp4"), 150)}
+    assert source._sessions[0].busy_with == 2 and source._sessions[0].tasks.get_nowait().task_id == 2
+    assert source.idle_positions() == {1: (source._sessions[1].position[0], 150)}
     lone = _Session(9, queue.Queue(), threading.Semaphore(1))
     with pytest.raises(NotExact, match="does not seek"):
         source._decode(lone, DecodeTask(3, info, SegmentPlan(6.0, 150, 150)), stream=None)
     # A decoder nobody will go on with is ended; one that is still needed is kept.
-    source._sessions[1].busy_with = None
-    source._sessions[1].position = (info.path, 300)
+    source._sessions[0].busy_with = None
+    source._sessions[0].position = (info, 300)
     source.end_unneeded(lambda position: position[1] == 300)
     source.end_unneeded(lambda position: False)
     assert source._sessions[0].position is None and source._sessions[0].tasks.get_nowait() is _END_DECODER

@@ -146,14 +146,16 @@ def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path,
     assert cpu.free == 1 and source.choose(big, segs[1:2]) is None
     # The session is done and stands at the second's first frame: kept for it,
     # not for another video's start.
-    gpu.free, gpu.positions = 1, {0: (big, second)}
-    assert source._nvdec_session(other, 0) is None and source._nvdec_session(big, second) == 0
+    gpu.free, gpu.positions = 1, {0: (info, second)}
+    other_info = source._videos[other].info
+    assert source._nvdec_session(other_info, 0) is None and source._nvdec_session(info, second) == 0
+    assert source._nvdec_session(probe(big), second) is None  # the same file planned again: not this plan
     assert source.choose(big, segs[1:2]) == 0
     source.submit(DecodeTask(3, info, segs[1]))
     assert gpu.sessions == [0, 0]
     # A session standing where nothing waits any more is free for any start.
     gpu.free = 1
-    assert source._nvdec_session(other, 0) == 0
+    assert source._nvdec_session(other_info, 0) == 0
     # No session stands at a video's next segment, and none is on it: the CPU goes on in order.
     info, segs = source.plan(big, True)
     with source._lock:
@@ -176,5 +178,5 @@ def test_a_small_video_s_next_segment_goes_on_where_its_decoder_stands(tmp_path,
     assert len(segs) > 1
     with source._lock:
         source._videos[small].take(0)
-    gpu.positions, cpu.free = {0: (small, segs[1].first)}, 0
+    gpu.positions, cpu.free = {0: (info, segs[1].first)}, 0
     assert source.choose(small, segs[1:]) == 0 and route(source, small) is gpu

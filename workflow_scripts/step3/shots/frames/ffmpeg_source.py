@@ -27,6 +27,7 @@ from shots.frames.source import FrameSource
 
 RING_FRAMES = 4096  # frames each decoder can run ahead (16 MB of shared memory)
 LIVENESS_S = 0.5    # every decoder process is asked whether it lives this often (its pipe tells sooner)
+EXIT_GRACE_S = 5.0  # a decoder whose pipe ended is killed if it has not exited after this long
 
 
 def cpu_count() -> int:
@@ -68,7 +69,11 @@ class Decoder:
         child_conn.close()
         self.busy_with: Optional[int] = None  # task id
         self.unread = 0  # chunks in the ring not yet taken
-        self.exited = False  # its pipe said end of file: the process is gone
+        self.exited_at: Optional[float] = None  # when its pipe ended (or it was found dead)
+
+    @property
+    def exited(self) -> bool:
+        return self.exited_at is not None
 
     @property
     def assignable(self) -> bool:
@@ -177,7 +182,7 @@ class FfmpegFrameSource(FrameSource):
         for d in free:
             if d.process.is_alive():
                 return d
-            d.exited = True  # the next poll replaces it
+            d.exited_at = time.monotonic()  # the next poll replaces it
         return free[0]  # all died at once: its task fails as the process did
 
     def cancel(self, task_id: int) -> None:
@@ -200,7 +205,7 @@ class FfmpegFrameSource(FrameSource):
                 message = conn.recv()
             except EOFError:  # the process died; _replace_dead says so
                 del self._by_conn[conn]
-                decoder.exited = True
+                decoder.exited_at = time.monotonic()
                 break
             if isinstance(message, RingChunkWritten):
                 decoder.unread += 1
@@ -224,8 +229,12 @@ class FfmpegFrameSource(FrameSource):
             self._checked = now
         failed = []
         for i, d in enumerate(self._decoders):
-            if not (d.exited or every) or d.process.is_alive():
+            if not (d.exited or every):
                 continue
+            if d.process.is_alive():
+                if not d.exited or now - d.exited_at < EXIT_GRACE_S:
+                    continue
+                d.process.kill()  # its pipe ended long ago, yet it lingers: it will not work again
             d.process.join(1)
             if d.conn in self._by_conn:  # what it said before dying still counts
                 failed += self._receive(d, d.conn)

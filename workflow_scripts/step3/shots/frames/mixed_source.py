@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from shots.frames.messages import DecodeTask, SegmentPlan, TaskDone, TaskFailed
-from shots.frames.nvdec_source import NvdecFrameSource, refusal
+from shots.frames.nvdec_source import NvdecFrameSource, refusal, stands_at
 from shots.frames.probe import VideoInfo
 from shots.frames.segments import WHOLE_VIDEO
 from shots.frames.source import FrameSource
@@ -149,26 +149,26 @@ class MixedFrameSource(FrameSource):
             on_gpu, on_cpu = self._queued[True], self._queued[False]
         return on_gpu / max(1, self.nvdec.capacity), on_cpu / max(1, self.cpu.capacity)
 
-    def _nvdec_session(self, path: Path, first: int) -> Optional[int]:
-        """The idle NVDEC session for a task from frame ``first`` of ``path``:
-        the one whose decoder stands there, or, for a video's first frame, one
-        that is not kept for another video's next segment."""
+    def _nvdec_session(self, info: VideoInfo, first: int) -> Optional[int]:
+        """The idle NVDEC session for a task from frame ``first`` of this
+        video's plan: the one whose decoder stands there, or, for a video's
+        first frame, one that is not kept for another video's next segment."""
         idle = self.nvdec.idle_positions()
-        here = (path, first)
         for number, position in idle.items():
-            if position == here:
+            if stands_at(position, info, first):
                 return number
         if first:
             return None
         free = [n for n, position in idle.items() if position is None or not self._kept(position)]
         return free[0] if free else None
 
-    def _kept(self, position: Tuple[Path, int]) -> bool:
-        """A session standing at a video's next waiting segment is kept for it."""
-        path, first = position
+    def _kept(self, position: Tuple[VideoInfo, int]) -> bool:
+        """A session standing at a video's next waiting segment (of the plan
+        it has now) is kept for it."""
+        info, first = position
         with self._lock:
-            video = self._videos.get(path)
-            return video is not None and video.head == first
+            video = self._videos.get(Path(info.path))
+            return video is not None and video.info is info and video.head == first
 
     def _on_nvdec(self, path: Path) -> bool:
         return any(Path(info.path) == path for info in list(self._infos.values()))
@@ -180,7 +180,7 @@ class MixedFrameSource(FrameSource):
         cpu_free = self.cpu.idle(self.cpu.capacity) > 0
         if not video.either or not self.nvdec.capacity:  # no session left: all to the CPU
             return (self.cpu, None) if cpu_free else None
-        session = self._nvdec_session(path, seg.first)
+        session = self._nvdec_session(video.info, seg.first)
         with self._lock:
             head, tail = video.head, video.tail
         if session is not None and seg.first:  # its decoder stands there, open: always NVDEC's

@@ -34,7 +34,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from shots.frames.messages import DecodeReport, DecodeTask, TaskDone, TaskFailed
@@ -70,6 +69,12 @@ class CodecUnsupported(NotExact):
 
 
 _END_DECODER = "end its decoder"  # a session's queue item: end the open decoder, stay ready
+
+
+def stands_at(position: Optional[Tuple[VideoInfo, int]], info: VideoInfo, first: int) -> bool:
+    """Whether a session's decoder stands at frame ``first`` of this plan of
+    the video (the same VideoInfo: a video planned again starts anew)."""
+    return position is not None and position[0] is info and position[1] == first
 
 
 class NvdecUnavailable(Exception):
@@ -132,11 +137,12 @@ class _Session:
     # thread only, summed by totals().
     times: Dict[str, float] = field(default_factory=dict)
     # Its open ThreadedDecoder (its own thread's), and where that stands:
-    # (video, index of the next frame it gives), set before the task's
-    # TaskDone is sent, None while it works or when nothing is open.
+    # (the video's plan, its VideoInfo; index of the next frame it gives),
+    # set before the task's TaskDone is sent, None while it works or when
+    # nothing is open.
     decoder: object = None
     time_base: Optional[Fraction] = None
-    position: Optional[Tuple[Path, int]] = None
+    position: Optional[Tuple[VideoInfo, int]] = None
 
 
 class NvdecFrameSource:
@@ -185,10 +191,10 @@ class NvdecFrameSource:
         busy = sum(1 for s in usable if s.busy_with is not None)
         return max(0, min(limit, len(usable)) - busy)
 
-    def idle_positions(self) -> Dict[int, Optional[Tuple[Path, int]]]:
+    def idle_positions(self) -> Dict[int, Optional[Tuple[VideoInfo, int]]]:
         """Idle sessions that can take work: number -> where its open decoder
-        stands, (video, next frame), or None. A task that does not start at a
-        video's first frame must go to the session standing at its first frame."""
+        stands, (video's plan, next frame), or None. A task that does not start
+        at a video's first frame must go to the session standing at its first frame."""
         return {s.number: s.position for s in self._sessions if s.busy_with is None and not s.lost}
 
     def submit(self, task: DecodeTask, session: Optional[int] = None) -> None:
@@ -196,8 +202,8 @@ class NvdecFrameSource:
         frame, else to one with nothing open, else to any idle one."""
         idle = self.idle_positions()
         if session is None:
-            here = (Path(task.info.path), task.segment.first)
-            ranked = sorted(idle, key=lambda n: (idle[n] != here, idle[n] is not None))
+            ranked = sorted(idle, key=lambda n: (not stands_at(idle[n], task.info, task.segment.first),
+                                                 idle[n] is not None))
             session = ranked[0] if ranked else None
         assert session in idle, "submit() without an idle session"
         chosen = self._sessions[session]
@@ -297,7 +303,7 @@ class NvdecFrameSource:
         why = refusal(info)
         if why:
             raise NotExact(why)
-        if session.decoder is None or session.position != (Path(info.path), seg.first):
+        if session.decoder is None or not stands_at(session.position, info, seg.first):
             self._end_decoder(session)
             if seg.first:
                 raise NotExact(f"NVDEC does not seek, and this session's decoder does not stand at frame "
@@ -318,7 +324,7 @@ class NvdecFrameSource:
         if seg.frames is None:
             self._end_decoder(session)
         else:  # the video's next segment may continue here
-            session.position = (Path(info.path), seg.first + run.count)
+            session.position = (info, seg.first + run.count)
         return DecodeReport(run.count, run.timestamps, 0, [], decoder="nvdec")
 
     def _open(self, session: _Session, info: VideoInfo, stream) -> None:
