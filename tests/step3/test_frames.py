@@ -224,3 +224,36 @@ def test_a_decoder_whose_pipe_ended_but_that_lingers_is_killed_and_replaced():
         assert source._decoders[0].process.is_alive() and source.idle(1) == 1
     finally:
         source.close()
+
+
+def test_a_decoder_that_died_idle_is_replaced_when_given_a_task(tmp_path):
+    """Killed while idle, before any poll read its pipe: idle() still counts
+    it, and each task submitted is decoded all the same (the dead one is
+    replaced on the spot), so no healthy video fails for it."""
+    import time
+    from shots.frames.ffmpeg_source import FfmpegFrameSource
+    from shots.frames.messages import DecodeTask, FramesReady, TaskDone
+    clip = tmp_path / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=2", "-c:v", "libx264", str(clip))
+    info, _ = plan_video(clip)
+    source = FfmpegFrameSource(2)
+    try:
+        dead = source._decoders[0]
+        dead.process.kill()
+        dead.process.join(10)
+        assert source.idle(2) == 2
+        for task_id in (1, 2):
+            source.submit(DecodeTask(task_id, info, WHOLE_VIDEO))
+        frames, done, deadline = {1: 0, 2: 0}, {}, time.monotonic() + 60
+        while len(done) < 2 and time.monotonic() < deadline:
+            for message in source.poll(0.1):
+                if isinstance(message, FramesReady):
+                    frames[message.task_id] += len(message.chunk.take())
+                elif isinstance(message, TaskDone):
+                    done[message.task_id] = message.report.frame_count
+                else:
+                    pytest.fail(f"unexpected {message}")
+        assert done == {1: 50, 2: 50} and frames == done
+        assert dead not in source._decoders
+    finally:
+        source.close()

@@ -50,6 +50,13 @@ class Side(FrameSource):
         pass
 
 
+def plan(source, path, split):
+    """As the scheduler plans a video: probed (a prober thread), then kept (planned)."""
+    info, segments = source.plan(path, split)
+    source.planned(path, info, segments)
+    return info, segments
+
+
 def route(source, path):
     """The side that would take the video's first waiting segment now (None: neither)."""
     video = source._videos[Path(path)]
@@ -67,7 +74,7 @@ def test_each_segment_goes_to_the_side_that_shortens_the_run(tmp_path, media):
         gpu, cpu = Side(2, nvdec_seconds), Side(2)
         source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
         for path in paths:
-            source.plan(path, False)
+            plan(source, path, False)
         gpu.free, cpu.free = gpu_free, cpu_free
         return source, gpu, cpu
 
@@ -101,7 +108,7 @@ def test_no_nvdec_session_left_sends_everything_to_the_cpu(tmp_path, media):
     big = copy_to(media["cuts"], tmp_path, "big.mp4")
     gpu, cpu = Side(0, nvdec_seconds), Side(2)
     source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-    source.plan(big, False)
+    plan(source, big, False)
     assert route(source, big) is cpu
 
 
@@ -111,10 +118,10 @@ def test_waiting_work_is_kept_as_running_totals(tmp_path, media):
     paths = [copy_to(media["cuts"], tmp_path, f"big{i}.mp4") for i in range(3)]
     source = MixedFrameSource(Side(2, nvdec_seconds), Side(2), min_pixels=320 * 180)
     for path in paths:
-        source.plan(path, False)
+        plan(source, path, False)
     one = nvdec_seconds(probe(paths[0]), None) / 2  # per session
     assert source._waiting_seconds()[0] == pytest.approx(3 * one)
-    source.plan(paths[0], False)  # planned again
+    plan(source, paths[0], False)  # planned again
     assert source._waiting_seconds()[0] == pytest.approx(3 * one)
     source.submit(DecodeTask(1, probe(paths[1]), WHOLE_VIDEO))
     source.forget_video(paths[2])
@@ -132,8 +139,8 @@ def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path,
     other = copy_to(media["cuts"], tmp_path, "other.mp4")
     gpu, cpu = Side(1, nvdec_seconds), Side(2, split_frames=100)
     source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-    info, segs = source.plan(big, True)
-    source.plan(other, False)
+    info, segs = plan(source, big, True)
+    plan(source, other, False)
     assert len(segs) == 3 and segs[0].first == 0
     second = segs[1].first
     assert source.choose(big, segs) == 0                      # NVDEC starts it at frame 0
@@ -157,7 +164,7 @@ def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path,
     gpu.free = 1
     assert source._nvdec_session(other_info, 0) == 0
     # No session stands at a video's next segment, and none is on it: the CPU goes on in order.
-    info, segs = source.plan(big, True)
+    info, segs = plan(source, big, True)
     with source._lock:
         source._videos[big].take(0)
     source._infos.clear()  # NVDEC's tasks ended (poll drops them)
@@ -173,10 +180,21 @@ def test_a_small_video_s_next_segment_goes_on_where_its_decoder_stands(tmp_path,
     big = copy_to(media["cuts"], tmp_path, "big.mp4")
     gpu, cpu = Side(1, nvdec_seconds), Side(1, split_frames=50)
     source = MixedFrameSource(gpu, cpu, min_pixels=320 * 180)
-    info, segs = source.plan(small, True)
-    source.plan(big, True)
+    info, segs = plan(source, small, True)
+    plan(source, big, True)
     assert len(segs) > 1
     with source._lock:
         source._videos[small].take(0)
     gpu.positions, cpu.free = {0: (info, segs[1].first)}, 0
     assert source.choose(small, segs[1:]) == 0 and route(source, small) is gpu
+
+
+def test_a_plan_is_routed_only_once_the_scheduler_keeps_it(tmp_path, media):
+    """The prober's plan() decides nothing: a plan the scheduler drops (a
+    stale one, of a video restarted or finished meanwhile) never counts."""
+    big = copy_to(media["cuts"], tmp_path, "big.mp4")
+    source = MixedFrameSource(Side(2, nvdec_seconds), Side(2), min_pixels=320 * 180)
+    info, segments = source.plan(big, False)
+    assert source._videos == {} and source._waiting_seconds() == (0.0, 0.0)
+    source.planned(big, info, segments)
+    assert source._videos[big].info is info and source._waiting_seconds()[0] > 0

@@ -63,6 +63,9 @@ class DecodeScheduler:
                 self._on_failure(job, f"unexpected error while probing: {type(exc).__name__}: {exc}", False)
                 continue
             job.planned(info, plans)
+            planned = getattr(self.source, "planned", None)  # frames/mixed_source.py routes by the plan
+            if planned is not None:
+                planned(job.path, info, plans)
             self.active.append(job)
             self.active.sort(key=lambda j: j.index)
 

@@ -152,6 +152,7 @@ class FfmpegFrameSource(FrameSource):
             raise
         self._by_conn = {d.conn: d for d in self._decoders}
         self._checked = time.monotonic()
+        self._late: list = []  # messages of a decoder replaced outside poll(), for the next poll
 
     @property
     def capacity(self) -> int:
@@ -177,13 +178,13 @@ class FfmpegFrameSource(FrameSource):
 
     def _live_assignable(self) -> Decoder:
         """A free decoder whose process lives (asked here, once a task: one
-        that died idle, its pipe not read yet, would fail the video)."""
-        free = [d for d in self._decoders if d.assignable]
-        for d in free:
-            if d.process.is_alive():
-                return d
-            d.exited_at = time.monotonic()  # the next poll replaces it
-        return free[0]  # all died at once: its task fails as the process did
+        that died idle, its pipe not read yet, would fail the video); one
+        found dead is replaced on the spot, so what idle() said holds."""
+        i, d = next((i, d) for i, d in enumerate(self._decoders) if d.assignable)
+        if d.process.is_alive():
+            return d
+        self._late += self._replace(i, d)
+        return self._decoders[i]
 
     def cancel(self, task_id: int) -> None:
         for d in self._decoders:
@@ -227,7 +228,7 @@ class FfmpegFrameSource(FrameSource):
         every = now - self._checked >= LIVENESS_S
         if every:
             self._checked = now
-        failed = []
+        failed, self._late = self._late, []
         for i, d in enumerate(self._decoders):
             if not (d.exited or every):
                 continue
@@ -235,17 +236,22 @@ class FfmpegFrameSource(FrameSource):
                 if not d.exited or now - d.exited_at < EXIT_GRACE_S:
                     continue
                 d.process.kill()  # its pipe ended long ago, yet it lingers: it will not work again
-            d.process.join(1)
-            if d.conn in self._by_conn:  # what it said before dying still counts
-                failed += self._receive(d, d.conn)
-            if d.busy_with is not None:
-                failed.append(TaskFailed(d.busy_with, f"decoder process died (exit code {d.process.exitcode})"))
-            self._by_conn.pop(d.conn, None)
-            # Its ring may still hold chunks a video will read: keep it mapped.
-            self._retired.append(d)
-            fresh = Decoder(self._ctx, d.number, self._slots)
-            self._decoders[i] = fresh
-            self._by_conn[fresh.conn] = fresh
+            failed += self._replace(i, d)
+        return failed
+
+    def _replace(self, i: int, d: Decoder) -> list:
+        """A fresh decoder in place of dead ``d``; what ``d`` said before dying,
+        and the failure of its task, if it had one."""
+        d.process.join(1)
+        failed = self._receive(d, d.conn) if d.conn in self._by_conn else []  # its last words still count
+        if d.busy_with is not None:
+            failed.append(TaskFailed(d.busy_with, f"decoder process died (exit code {d.process.exitcode})"))
+        self._by_conn.pop(d.conn, None)
+        # Its ring may still hold chunks a video will read: keep it mapped.
+        self._retired.append(d)
+        fresh = Decoder(self._ctx, d.number, self._slots)
+        self._decoders[i] = fresh
+        self._by_conn[fresh.conn] = fresh
         return failed
 
     def close(self, timeout: float = 5.0) -> None:

@@ -25,7 +25,6 @@ from typing import Dict, List, Optional, Set, Tuple
 from shots.frames.messages import DecodeTask, SegmentPlan, TaskDone, TaskFailed
 from shots.frames.nvdec_source import NvdecFrameSource, refusal, stands_at
 from shots.frames.probe import VideoInfo
-from shots.frames.segments import WHOLE_VIDEO
 from shots.frames.source import FrameSource
 
 # Below this many pixels a frame goes to the CPU decoders first.
@@ -106,7 +105,12 @@ class MixedFrameSource(FrameSource):
     def plan(self, path: Path, split: bool) -> Tuple[VideoInfo, List[SegmentPlan]]:
         # Segments sized for a CPU decoder: NVDEC goes from one to the next
         # without a pause, and a segment the CPU takes from the end is short.
-        info, segments = self.cpu.plan(path, split)
+        # (A prober thread runs this; what the plan means here is set in planned().)
+        return self.cpu.plan(path, split)
+
+    def planned(self, path: Path, info: VideoInfo, segments: List[SegmentPlan]) -> None:
+        """The scheduler keeps this plan (on its own thread, after dropping
+        stale ones): from now on its segments are routed."""
         why = self._why_cpu(Path(path), info)
         big = info.width * info.height >= self.min_pixels
         if why:
@@ -123,7 +127,6 @@ class MixedFrameSource(FrameSource):
             self._drop(Path(path))  # planned again (a fallback, a segment redone in one piece)
             self._videos[Path(path)] = video
             self._queued[video.nvdec_first] += video.seconds(self._cost_of(video))
-        return info, segments or [WHOLE_VIDEO]
 
     def _cost_of(self, video: _Video):
         return self.nvdec.cost if video.nvdec_first else self.cpu.cost
@@ -170,13 +173,13 @@ class MixedFrameSource(FrameSource):
             video = self._videos.get(Path(info.path))
             return video is not None and video.info is info and video.head == first
 
-    def _on_nvdec(self, path: Path) -> bool:
-        return any(Path(info.path) == path for info in list(self._infos.values()))
+    def _on_nvdec(self, info: VideoInfo) -> bool:
+        """A task of this plan of the video is on NVDEC now."""
+        return any(running is info for running in list(self._infos.values()))
 
     def _route(self, video: _Video, seg: SegmentPlan) -> Optional[Tuple[FrameSource, Optional[int]]]:
         """(side, NVDEC session) that should take segment ``seg`` of ``video``
         now, or None: neither, for now."""
-        path = Path(video.info.path)
         cpu_free = self.cpu.idle(self.cpu.capacity) > 0
         if not video.either or not self.nvdec.capacity:  # no session left: all to the CPU
             return (self.cpu, None) if cpu_free else None
@@ -190,7 +193,7 @@ class MixedFrameSource(FrameSource):
                 return self.nvdec, session
             if not cpu_free:
                 return None
-            if seg.first == head and seg.first and not self._on_nvdec(path):
+            if seg.first == head and seg.first and not self._on_nvdec(video.info):
                 return self.cpu, None  # no session stands there or will: the CPU goes on with it
             last = tail is None or seg.first == tail
             return (self.cpu, None) if last and self._cpu_may_take(video, seg) else None
@@ -208,7 +211,7 @@ class MixedFrameSource(FrameSource):
         info = video.info
         with self._lock:
             before = self.nvdec.cost(info, video.frames - video.waiting.get(seg.first, 0))
-        if not self._on_nvdec(Path(info.path)):  # no session on it yet: the other videos' turn first
+        if not self._on_nvdec(info):  # no session on it yet: the other videos' turn first
             before += self._waiting_seconds()[0]
         return CPU_MARGIN * self.cpu.cost(info, seg.frame_count(info.expected_frames)) <= before
 
@@ -241,7 +244,8 @@ class MixedFrameSource(FrameSource):
             video = self._videos.get(Path(task.info.path))
         route = self._route(video, task.segment) if video is not None else \
             ((self.cpu, None) if self.cpu.idle(self.cpu.capacity) else None)
-        assert route is not None, "submit() of a task neither side takes now"
+        if route is None:
+            raise RuntimeError("submit() of a task neither side takes now")
         target, session = route
         with self._lock:
             frames = video.take(task.segment.first) if video is not None else None

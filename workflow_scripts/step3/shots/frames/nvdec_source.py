@@ -69,6 +69,7 @@ class CodecUnsupported(NotExact):
 
 
 _END_DECODER = "end its decoder"  # a session's queue item: end the open decoder, stay ready
+_ENDING = -1                       # busy_with of a session ending its decoder (no task of the run)
 
 
 def stands_at(position: Optional[Tuple[VideoInfo, int]], info: VideoInfo, first: int) -> bool:
@@ -205,7 +206,8 @@ class NvdecFrameSource:
             ranked = sorted(idle, key=lambda n: (not stands_at(idle[n], task.info, task.segment.first),
                                                  idle[n] is not None))
             session = ranked[0] if ranked else None
-        assert session in idle, "submit() without an idle session"
+        if session not in idle:
+            raise RuntimeError(f"submit() to NVDEC session {session}, which is not idle")
         chosen = self._sessions[session]
         # Its position stays: its thread reads it to go on from there, then clears it.
         chosen.busy_with, chosen.cancel, chosen.progress = task.task_id, None, time.monotonic()
@@ -218,7 +220,10 @@ class NvdecFrameSource:
         memory and decodes ahead into it."""
         for s in self._sessions:
             if s.busy_with is None and not s.lost and s.position is not None and not needed(s.position):
-                s.position = None  # its thread is idle: ours to clear; the END comes before any next task
+                # Its thread is idle: ours to clear. Busy until its thread has
+                # ended the decoder: an end() that hangs in the library is a
+                # stalled session, not a fault of the next video given to it.
+                s.position, s.busy_with, s.progress = None, _ENDING, time.monotonic()
                 s.tasks.put(_END_DECODER)
 
     def cancel(self, task_id: int) -> None:
@@ -248,7 +253,9 @@ class NvdecFrameSource:
         for s in self._sessions:
             if s.busy_with is not None and not s.lost and now - s.progress > STALL_S:
                 s.lost, s.cancel = True, s.busy_with
-                out.append(TaskFailed(s.busy_with, f"NVDEC stalled: no frame for {STALL_S:.0f} s", fallback=True))
+                if s.busy_with != _ENDING:  # ending a decoder: no video waits on it
+                    out.append(TaskFailed(s.busy_with, f"NVDEC stalled: no frame for {STALL_S:.0f} s",
+                                          fallback=True))
                 s.busy_with = None
         return out
 
@@ -275,6 +282,8 @@ class NvdecFrameSource:
                 return
             if task is _END_DECODER:
                 self._end_decoder(session)
+                if session.busy_with == _ENDING:
+                    session.busy_with = None
                 continue
             try:
                 report = self._decode(session, task, stream)
@@ -301,7 +310,7 @@ class NvdecFrameSource:
     def _decode(self, session: _Session, task: DecodeTask, stream) -> DecodeReport:
         info, seg = task.info, task.segment
         why = refusal(info)
-        if why:
+        if why:  # (before anything else: a refused video's plan never had a decoder here)
             raise NotExact(why)
         if session.decoder is None or not stands_at(session.position, info, seg.first):
             self._end_decoder(session)
@@ -321,7 +330,7 @@ class NvdecFrameSource:
         except BaseException:
             self._end_decoder(session)
             raise
-        if seg.frames is None:
+        if seg.frames is None or session.lost:  # (a lost session never gets work again)
             self._end_decoder(session)
         else:  # the video's next segment may continue here
             session.position = (info, seg.first + run.count)
