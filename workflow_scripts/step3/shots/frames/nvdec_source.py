@@ -112,6 +112,28 @@ def refusal(info: VideoInfo) -> Optional[str]:
     return None
 
 
+def check_caps(nvc, gpu: int, demuxer, info: VideoInfo) -> None:
+    """What the card's NVDEC says it decodes (AV1 on an H200: nothing),
+    before a decoder thread is started on it."""
+    try:
+        caps = nvc.GetDecoderCaps(gpuid=gpu, codec=demuxer.GetNvCodecId(),
+                                  chromaformat=demuxer.ChromaFormat(), bitdepth=demuxer.BitDepth())
+    except Exception as exc:
+        raise CodecUnsupported(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
+
+    def cap(key: str, default: int) -> int:
+        try:  # a dict in 2.2.4; anything else is read as "not said"
+            return int(caps[key]) if key in caps else default
+        except Exception:
+            return default
+
+    if not cap("num_decoder_engines", 1):
+        raise CodecUnsupported(f"this GPU's NVDEC does not decode {info.codec} "
+                               f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
+    if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
+        raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
+
+
 def _full_range(info: VideoInfo) -> Optional[bool]:
     return True if info.color_range == "pc" else None
 
@@ -342,7 +364,7 @@ class NvdecFrameSource:
         if demuxer.GetVideoStreamId() != info.stream_index:
             raise NotExact(f"it would decode stream {demuxer.GetVideoStreamId()}, not {info.stream_index}")
         session.time_base = Fraction(demuxer.GetTimebaseNum(), demuxer.GetTimebaseDen())
-        self._check_caps(demuxer, info)
+        check_caps(self._nvc, self.gpu, demuxer, info)
         del demuxer
         t = time.perf_counter()
         # The session's own stream, handed to the decoder too: its copies and
@@ -378,24 +400,3 @@ class NvdecFrameSource:
                 check_coverage(task.info, run.timestamps)
             except DecodeError as exc:
                 raise RuntimeError(f"NVDEC stopped early ({exc})") from None
-
-    def _check_caps(self, demuxer, info: VideoInfo) -> None:
-        """What the card's NVDEC says it decodes (AV1 on an H200: nothing),
-        before a decoder thread is started on it."""
-        try:
-            caps = self._nvc.GetDecoderCaps(gpuid=self.gpu, codec=demuxer.GetNvCodecId(),
-                                            chromaformat=demuxer.ChromaFormat(), bitdepth=demuxer.BitDepth())
-        except Exception as exc:
-            raise CodecUnsupported(f"NVDEC cannot decode {info.codec} here ({type(exc).__name__}: {exc})") from None
-
-        def cap(key: str, default: int) -> int:
-            try:  # a dict in 2.2.4; anything else is read as "not said"
-                return int(caps[key]) if key in caps else default
-            except Exception:
-                return default
-
-        if not cap("num_decoder_engines", 1):
-            raise CodecUnsupported(f"this GPU's NVDEC does not decode {info.codec} "
-                                   f"({info.pix_fmt}, {demuxer.BitDepth()} bits)")
-        if info.width > cap("width_max", info.width) or info.height > cap("height_max", info.height):
-            raise NotExact(f"{info.width}x{info.height} is above this GPU's NVDEC limit for {info.codec}")
