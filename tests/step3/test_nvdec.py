@@ -285,7 +285,7 @@ def test_a_task_goes_on_in_the_session_standing_at_its_first_frame(media):
     and reads on from that decoder (asked for the segment's frames, at most a
     batch); a task no session stands at, past a video's first frame, is
     refused before any decoding (the CPU then decodes that video)."""
-    from shots.frames.nvdec_source import _END_DECODER, _Session
+    from shots.frames.nvdec_source import _END_DECODER, _ENDING, STALL_S, _Session
     from shots.frames.swscale_exact import NotExact
     info = probe(media["cuts"])
     source = bookkeeping_source(3)
@@ -314,3 +314,7 @@ def test_a_task_goes_on_in_the_session_standing_at_its_first_frame(media):
     source.end_unneeded(lambda position: False)
     assert source._sessions[0].position is None and source._sessions[0].tasks.get_nowait() is _END_DECODER
     assert source._sessions[1].position is None and source._sessions[1].tasks.get_nowait() is _END_DECODER
+    # Busy until its thread has ended the decoder; one that hangs there is lost, no video blamed.
+    assert source._sessions[0].busy_with == _ENDING and 0 not in source.idle_positions()
+    source._sessions[0].progress -= STALL_S + 1
+    assert source._stalled() == [] and source._sessions[0].lost and source._sessions[0].busy_with is None
