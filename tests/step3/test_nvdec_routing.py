@@ -143,21 +143,21 @@ def test_nvdec_goes_on_where_it_stopped_and_the_cpu_helps_from_the_end(tmp_path,
     plan(source, other, False)
     assert len(segs) == 3 and segs[0].first == 0
     second = segs[1].first
-    assert source.choose(big, segs) == 0                      # NVDEC starts it at frame 0
+    assert source.choose(big, segs[0], segs[-1]) is segs[0]                      # NVDEC starts it at frame 0
     source.submit(DecodeTask(1, info, segs[0]))
     assert gpu.sessions == [0] and gpu.free == 0
     # While NVDEC decodes the first, the CPU takes the last (75 frames, well
     # before NVDEC would get there), not the second, which NVDEC goes on with.
-    assert source.choose(big, segs[1:]) == 1
+    assert source.choose(big, segs[1], segs[2]) is segs[2]
     source.submit(DecodeTask(2, info, segs[2]))
-    assert cpu.free == 1 and source.choose(big, segs[1:2]) is None
+    assert cpu.free == 1 and source.choose(big, segs[1], segs[1]) is None
     # The session is done and stands at the second's first frame: kept for it,
     # not for another video's start.
     gpu.free, gpu.positions = 1, {0: (info, second)}
     other_info = source._videos[other].info
     assert source._nvdec_session(other_info, 0) is None and source._nvdec_session(info, second) == 0
     assert source._nvdec_session(probe(big), second) is None  # the same file planned again: not this plan
-    assert source.choose(big, segs[1:2]) == 0
+    assert source.choose(big, segs[1], segs[1]) is segs[1]
     source.submit(DecodeTask(3, info, segs[1]))
     assert gpu.sessions == [0, 0]
     # A session standing where nothing waits any more is free for any start.
@@ -186,7 +186,7 @@ def test_a_small_video_s_next_segment_goes_on_where_its_decoder_stands(tmp_path,
     with source._lock:
         source._videos[small].take(0)
     gpu.positions, cpu.free = {0: (info, segs[1].first)}, 0
-    assert source.choose(small, segs[1:]) == 0 and route(source, small) is gpu
+    assert source.choose(small, segs[1], segs[-1]) is segs[1] and route(source, small) is gpu
 
 
 def test_a_plan_is_routed_only_once_the_scheduler_keeps_it(tmp_path, media):

@@ -71,8 +71,11 @@ class DecodeScheduler:
 
     # -- decoding ---------------------------------------------------------------------
     def _remaining_seconds(self, job: VideoJob) -> float:
+        # A source's cost is in proportion to the frames: one call per video
+        # (this is sorted on for every task handed out).
         expected = job.info.expected_frames
-        return sum(self.source.cost(job.info, s.plan.frame_count(expected)) for s in job.waiting_segments())
+        return self.source.cost(job.info, sum(s.plan.frame_count(expected) for s in job.segments
+                                              if s.task_id is None))
 
     def assign(self) -> None:
         """Longest remaining work first, so that no long video is left to finish
@@ -108,10 +111,13 @@ class DecodeScheduler:
 
     @staticmethod
     def _choice(job: VideoJob, choose) -> Optional[int]:
-        """The index of the segment of ``job`` the source would start now, if any."""
-        waiting = [i for i, s in enumerate(job.segments) if s.task_id is None]
-        k = choose(job.path, [job.segments[i].plan for i in waiting])
-        return None if k is None else waiting[k]
+        """The index of the segment of ``job`` the source would start now
+        (its first or last waiting one), if any."""
+        segs = job.segments
+        head = next(i for i, s in enumerate(segs) if s.task_id is None)
+        tail = next(i for i in range(len(segs) - 1, head - 1, -1) if segs[i].task_id is None)
+        chosen = choose(job.path, segs[head].plan, segs[tail].plan)
+        return None if chosen is None else head if chosen is segs[head].plan else tail
 
     def _submit(self, job: VideoJob, index: int) -> None:
         self._next_task += 1

@@ -215,16 +215,16 @@ class MixedFrameSource(FrameSource):
             before += self._waiting_seconds()[0]
         return CPU_MARGIN * self.cpu.cost(info, seg.frame_count(info.expected_frames)) <= before
 
-    def choose(self, path: Path, waiting: List[SegmentPlan]) -> Optional[int]:
-        """Which of a video's waiting segments (in order) to submit now: its
-        first, its last (the CPU helping NVDEC from the end), or None."""
+    def choose(self, path: Path, first: SegmentPlan, last: SegmentPlan) -> Optional[SegmentPlan]:
+        """Which of a video's waiting segments to submit now: its ``first``,
+        its ``last`` (the CPU helping NVDEC from the end), or None."""
         with self._lock:
             video = self._videos.get(Path(path))
         if video is None:  # not planned here (or forgotten): the CPU's
-            return 0 if self.cpu.idle(self.cpu.capacity) else None
-        for k in dict.fromkeys((0, len(waiting) - 1) if video.nvdec_first else (0,)):
-            if self._route(video, waiting[k]) is not None:
-                return k
+            return first if self.cpu.idle(self.cpu.capacity) else None
+        for seg in (first, last) if video.nvdec_first and last is not first else (first,):
+            if self._route(video, seg) is not None:
+                return seg
         return None
 
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:

@@ -28,7 +28,8 @@ class FrameSource(ABC):
 
     @abstractmethod
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
-        """Rough seconds of decoding for ``frames`` frames (None: all) of a video."""
+        """Rough seconds of decoding for ``frames`` frames (None: all) of a
+        video, in proportion to the frames (the scheduler sums frames first)."""
 
     @abstractmethod
     def idle(self, limit: int) -> int:
