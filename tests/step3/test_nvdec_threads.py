@@ -1,0 +1,158 @@
+"""NvdecFrameSource's own threads on the CPU: the real sessions, queues,
+continuations and conversion, with a stand-in for PyNvVideoCodec that serves
+the NV12 surfaces ffmpeg decodes from a real clip (and their timestamps), and
+CUDA's stream calls made no-ops. The frames must be ffmpeg's own, byte for
+byte, whether a video comes whole or as segments that go on one from another;
+a segment no session stands at is refused (NVDEC never seeks); a decoder no
+task will go on with is ended."""
+import contextlib
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from shots.frames import nvdec_source
+from shots.frames.ffmpeg_reader import FrameReader
+from shots.frames.messages import DecodeTask, FramesReady, TaskDone, TaskFailed
+from shots.frames.segments import WHOLE_VIDEO, plan_video
+
+
+class Surface:
+    """A decoded frame as PyNvVideoCodec hands it over: DLPack and a pts."""
+
+    def __init__(self, planes: torch.Tensor, pts: int):
+        self._planes, self._pts = planes, pts
+
+    def getPTS(self):  # noqa: N802 (the library's name)
+        return self._pts
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._planes.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._planes.__dlpack_device__()
+
+
+class StandInLibrary:
+    """What NvdecFrameSource asks of PyNvVideoCodec, for one clip."""
+
+    def __init__(self, path, width, height):
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f",
+                              "rawvideo", "-pix_fmt", "nv12", "-"], check=True, capture_output=True).stdout
+        frames = np.frombuffer(raw, np.uint8).reshape(-1, height * 3 // 2, width)
+        def ask(entries):
+            return subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", entries,
+                                   "-of", "default=nw=1:nk=1", str(path)],
+                                  check=True, capture_output=True, text=True).stdout.split()
+        self.time_base = Fraction(ask("stream=time_base")[0])
+        pts = [int(v) for v in ask("frame=pts")]
+        assert len(pts) == len(frames)
+        self.surfaces = [Surface(torch.from_numpy(f.copy()), p) for f, p in zip(frames, pts)]
+        self.opened, self.ended = 0, 0
+
+    def CreateDemuxer(self, filename):  # noqa: N802
+        library = self
+
+        class Demuxer:
+            GetVideoStreamId = staticmethod(lambda: 0)  # noqa: N815
+            GetTimebaseNum = staticmethod(lambda: library.time_base.numerator)  # noqa: N815
+            GetTimebaseDen = staticmethod(lambda: library.time_base.denominator)  # noqa: N815
+            GetNvCodecId = staticmethod(lambda: 4)  # noqa: N815
+            ChromaFormat = staticmethod(lambda: 1)  # noqa: N815
+            BitDepth = staticmethod(lambda: 8)  # noqa: N815
+        return Demuxer()
+
+    def GetDecoderCaps(self, **kwargs):  # noqa: N802
+        return {"num_decoder_engines": 7, "width_max": 8192, "height_max": 8192}
+
+    def ThreadedDecoder(self, path, buffer_size, gpu_id, cuda_stream, use_device_memory):  # noqa: N802
+        library = self
+        library.opened += 1
+
+        class Decoder:
+            next = 0
+
+            def get_batch_frames(self, n):
+                batch = library.surfaces[self.next:self.next + n]
+                self.next += len(batch)
+                return batch
+
+            def end(self):
+                library.ended += 1
+        return Decoder()
+
+
+@pytest.fixture
+def cpu_nvdec(monkeypatch, media):
+    """An NvdecFrameSource of two sessions on the CPU, its library the stand-in."""
+    info, _ = plan_video(media["cuts"])
+    library = StandInLibrary(media["cuts"], info.width, info.height)
+    no_stream = type("NoStream", (), {"cuda_stream": 0, "synchronize": lambda self: None})
+    monkeypatch.setattr(nvdec_source, "load_library", lambda: library)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: no_stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: no_stream())
+    source = nvdec_source.NvdecFrameSource(sessions=2)
+    source.device = torch.device("cpu")
+    yield source, library
+    source.close()
+
+
+def decode(source, task):
+    """(frames, report) of one task, or the TaskFailed."""
+    source.submit(task)
+    frames = []
+    for _ in range(2000):
+        for message in source.poll(0.05):
+            if isinstance(message, FramesReady):
+                frames.append(message.chunk.take().numpy())
+            elif isinstance(message, TaskDone):
+                return np.concatenate(frames), message.report
+            elif isinstance(message, TaskFailed):
+                return message, None
+    pytest.fail("no end to the task")
+
+
+def ffmpeg_frames(task):
+    seg = task.segment
+    reader = FrameReader(task.info, chunk=500, start=seg.start, max_frames=seg.frames,
+                         absolute=seg.frames is not None)
+    frames = []
+    while (chunk := reader.read()) is not None:
+        frames.append(chunk)
+    return np.concatenate(frames), reader.finish()
+
+
+def test_segments_go_on_from_one_another_and_give_ffmpeg_s_frames(cpu_nvdec, media):
+    source, library = cpu_nvdec
+    info, segments = plan_video(media["cuts"], split_frames=100)
+    assert len(segments) == 3
+    for task in [DecodeTask(i, info, seg) for i, seg in enumerate(segments)] + [DecodeTask(9, info, WHOLE_VIDEO)]:
+        got, report = decode(source, task)
+        assert report is not None, got.cause
+        want, want_report = ffmpeg_frames(task)
+        assert got.shape == want.shape and np.array_equal(got, want), task.segment
+        assert report.timestamps == want_report.timestamps, task.segment
+    # One decoder went through the three segments, a second one through the whole video.
+    assert library.opened == 2 and library.ended == 1
+
+
+def test_no_seek_and_decoders_nobody_needs_are_ended(cpu_nvdec, media):
+    source, library = cpu_nvdec
+    info, segments = plan_video(media["cuts"], split_frames=100)
+    failed, _ = decode(source, DecodeTask(1, info, segments[1]))  # no session stands there
+    assert isinstance(failed, TaskFailed) and failed.fallback and "does not seek" in failed.cause
+    assert library.opened == 0
+    decode(source, DecodeTask(2, info, segments[0]))
+    standing = [n for n, p in source.idle_positions().items() if p is not None]
+    assert len(standing) == 1 and library.ended == 0
+    source.end_unneeded(lambda position: False)
+    for _ in range(100):
+        if library.ended:
+            break
+        source.poll(0.05)
+    assert library.ended == 1 and all(p is None for p in source.idle_positions().values())
+    assert source.idle(2) == 2
