@@ -230,9 +230,7 @@ class MixedFrameSource(FrameSource):
     def cost(self, info: VideoInfo, frames: Optional[int]) -> float:
         with self._lock:
             video = self._videos.get(Path(info.path))
-        if video is not None and video.nvdec_first:
-            return self.nvdec.cost(info, frames)
-        return self.cpu.cost(info, frames)
+        return (self._cost_of(video) if video is not None else self.cpu.cost)(info, frames)
 
     def idle(self, limit: int) -> int:
         busy = len(self._owner)

@@ -167,6 +167,10 @@ class _Session:
     time_base: Optional[Fraction] = None
     position: Optional[Tuple[VideoInfo, int]] = None
 
+    def add(self, step: str, amount: float) -> None:
+        """Seconds (or frames) to its ``step``, for totals()."""
+        self.times[step] = self.times.get(step, 0.0) + amount
+
 
 class NvdecFrameSource:
     """``sessions`` decoder threads on GPU ``gpu`` (the FrameSource interface;
@@ -373,7 +377,7 @@ class NvdecFrameSource:
         session.decoder = self._nvc.ThreadedDecoder(str(info.path), buffer_size=2 * BATCH_FRAMES,
                                                     gpu_id=self.gpu, cuda_stream=stream.cuda_stream,
                                                     use_device_memory=True)
-        session.times["open"] = session.times.get("open", 0.0) + time.perf_counter() - t
+        session.add("open", time.perf_counter() - t)
 
     @staticmethod
     def _end_decoder(session: _Session) -> None:
@@ -384,7 +388,7 @@ class NvdecFrameSource:
                 decoder.end()
             except Exception:  # ending is best effort: the task's own outcome is already decided
                 pass
-            session.times["end"] = session.times.get("end", 0.0) + time.perf_counter() - t
+            session.add("end", time.perf_counter() - t)
 
     @staticmethod
     def _check_complete(run: "TaskRun", task: DecodeTask) -> None:

@@ -89,11 +89,10 @@ class TaskRun:
                 raise NotExact(f"NVDEC's frames did not go on at the segment's start ({self.start:.6g} s)")
             t = time.perf_counter()
 
-    def timed(self, step: str, since: float, frames: int = 0) -> float:
-        """Adds the time since ``since`` (or a frame count) to the session's ``step``; returns now."""
+    def timed(self, step: str, since: float) -> float:
+        """Adds the time since ``since`` to the session's ``step``; returns now."""
         now = time.perf_counter()
-        times = self.session.times
-        times[step] = times.get(step, 0.0) + (frames if frames else now - since)
+        self.session.add(step, now - since)
         return now
 
     def add(self, frames) -> bool:
@@ -146,5 +145,5 @@ class TaskRun:
             if self.session.cancel == self.task.task_id:
                 raise Cancelled()
         self.timed("scheduler", t)
-        self.timed("frames", 0.0, n)
+        self.session.add("frames", n)
         self.source._out.put(FramesReady(self.task.task_id, GpuChunk(rgb, self.session.slots)))
