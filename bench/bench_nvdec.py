@@ -100,11 +100,13 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=(), trace=False):
         pure_nvdec(videos, sessions)
     rows, walls, dirs = [], {}, {}
     for variant in variants:
-        # "nvdec:8": with 8 ffmpeg decoders beside NVDEC; "nvdec+switch=0.001+batch=64": nvdec_trace.py's knobs
+        # "nvdec:8": with 8 ffmpeg decoders beside NVDEC; "nvdec+switch=0.001+batch=64": nvdec_trace.py's
+        # knobs; "nvdec+torchscript": a flag of the script (--torchscript)
         base, *knobs = variant.split("+")
         decoder, _, workers = base.partition(":")
+        flags = [f"--{k}" for k in knobs if "=" not in k]
         env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   **{f"STEP3_TRACE_{k.split('=')[0].upper()}": k.split("=")[1] for k in knobs})
+                   **{f"STEP3_TRACE_{k.split('=')[0].upper()}": k.split("=")[1] for k in knobs if "=" in k})
         out_dir = work / f"run_{variant.replace(':', '_').replace('+', '_').replace('=', '-')}"
         shutil.copytree(work / "videos", out_dir)
         trace_file = work / f"trace_{out_dir.name[4:]}.json"
@@ -113,7 +115,8 @@ def hd_bench(copies: int, long: int, variants, pure_sessions=(), trace=False):
         with CpuBusy() as cpu, GpuBusy() as gpu:
             wall, peak, _, out, rc = run_measured(
                 [sys.executable, *script, "--input-dir", str(out_dir), "--log-dir", str(work / "logs"),
-                 "--device", "cuda", "--num-workers", workers or "auto", "--mixed-precision", "--decoder", decoder],
+                 "--device", "cuda", "--num-workers", workers or "auto", "--mixed-precision", "--decoder", decoder,
+                 *flags],
                 env=env)
         walls[variant], dirs[variant] = wall, out_dir
         first = [ln for ln in out.splitlines() if "first result after" in ln]
@@ -143,7 +146,8 @@ def main():
     parser.add_argument("--copies", type=int, default=12)
     parser.add_argument("--long", type=int, default=3, help="of them, the 1080p encode looped 3 times")
     parser.add_argument("--variants", default="cpu,nvdec",
-                        help="decoder values, the first is the reference; nvdec:8 = with 8 ffmpeg decoders")
+                        help="decoder values, the first is the reference; nvdec:8 = with 8 ffmpeg decoders; "
+                             "nvdec+torchscript = with the flag --torchscript")
     parser.add_argument("--trace", action="store_true", help="time the NVDEC runs' tasks by side (nvdec_trace.py)")
     parser.add_argument("--pure", default="", help="NVDEC session counts to measure the source alone with (4,8)")
     args = parser.parse_args()

@@ -4,7 +4,8 @@ the NV12 surfaces ffmpeg decodes from a real clip (and their timestamps), and
 CUDA's stream calls made no-ops. The frames must be ffmpeg's own, byte for
 byte, whether a video comes whole or as segments that go on one from another;
 a segment no session stands at is refused (NVDEC never seeks); a decoder no
-task will go on with is ended."""
+task will go on with is ended. Timestamps NVDEC gets wrong (as the H200 did on
+a VP9 superframe) are ffmpeg's all the same, or the video goes to the CPU."""
 import contextlib
 import subprocess
 from fractions import Fraction
@@ -38,7 +39,7 @@ class Surface:
 class StandInLibrary:
     """What NvdecFrameSource asks of PyNvVideoCodec, for one clip."""
 
-    def __init__(self, path, width, height):
+    def __init__(self, path, width, height, mislabel=()):
         raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f",
                               "rawvideo", "-pix_fmt", "nv12", "-"], check=True, capture_output=True).stdout
         frames = np.frombuffer(raw, np.uint8).reshape(-1, height * 3 // 2, width)
@@ -49,6 +50,8 @@ class StandInLibrary:
         self.time_base = Fraction(ask("stream=time_base")[0])
         pts = [int(v) for v in ask("frame=pts")]
         assert len(pts) == len(frames)
+        for i in mislabel:  # labelled with the frame before's pts, as NVDEC did
+            pts[i] = pts[i - 1]
         self.surfaces = [Surface(torch.from_numpy(f.copy()), p) for f, p in zip(frames, pts)]
         self.opened, self.ended = 0, 0
 
@@ -84,11 +87,10 @@ class StandInLibrary:
         return Decoder()
 
 
-@pytest.fixture
-def cpu_nvdec(monkeypatch, media):
-    """An NvdecFrameSource of two sessions on the CPU, its library the stand-in."""
-    info, _ = plan_video(media["cuts"])
-    library = StandInLibrary(media["cuts"], info.width, info.height)
+def stand_in_source(monkeypatch, path, mislabel=()):
+    """An NvdecFrameSource of two sessions on the CPU, its library the stand-in for ``path``."""
+    info, _ = plan_video(path)
+    library = StandInLibrary(path, info.width, info.height, mislabel)
     no_stream = type("NoStream", (), {"cuda_stream": 0, "synchronize": lambda self: None})
     monkeypatch.setattr(nvdec_source, "load_library", lambda: library)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
@@ -97,6 +99,12 @@ def cpu_nvdec(monkeypatch, media):
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: no_stream())
     source = nvdec_source.NvdecFrameSource(sessions=2)
     source.device = torch.device("cpu")
+    return source, library
+
+
+@pytest.fixture
+def cpu_nvdec(monkeypatch, media):
+    source, library = stand_in_source(monkeypatch, media["cuts"])
     yield source, library
     source.close()
 
@@ -156,3 +164,52 @@ def test_no_seek_and_decoders_nobody_needs_are_ended(cpu_nvdec, media):
         source.poll(0.05)
     assert library.ended == 1 and all(p is None for p in source.idle_positions().values())
     assert source.idle(2) == 2
+
+
+@pytest.fixture(scope="module")
+def vp9_clip(media, tmp_path_factory):
+    """4 s of the cuts clip as VP9 in WebM (the codec whose packets each show one frame)."""
+    path = tmp_path_factory.mktemp("vp9") / "cuts.webm"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media["cuts"]), "-t", "4", "-c:v", "libvpx-vp9",
+                    "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M", str(path)], check=True)
+    return path
+
+
+def test_vp9_frames_take_their_packets_timestamps(monkeypatch, vp9_clip):
+    source, library = stand_in_source(monkeypatch, vp9_clip, mislabel=(11, 40, 41))
+    try:
+        info, _ = plan_video(vp9_clip)
+        task = DecodeTask(1, info, WHOLE_VIDEO)
+        got, report = decode(source, task)
+        assert report is not None, got.cause
+        want, want_report = ffmpeg_frames(task)
+        assert np.array_equal(got, want)
+        assert report.timestamps == want_report.timestamps
+        assert source.totals()["relabelled"] == 3  # NVDEC's three wrong labels were not used
+    finally:
+        source.close()
+
+
+def test_vp9_frames_fewer_than_its_packets_go_to_the_cpu(monkeypatch, vp9_clip):
+    source, library = stand_in_source(monkeypatch, vp9_clip)
+    packets = len(library.surfaces)  # one shown frame each
+    del library.surfaces[50:]  # NVDEC stops early: labels by packet cannot be trusted
+    try:
+        info, _ = plan_video(vp9_clip)
+        failed, _ = decode(source, DecodeTask(1, info, WHOLE_VIDEO))
+        assert isinstance(failed, TaskFailed) and failed.fallback
+        assert f"NVDEC gave 50 frames for {packets} packets" in failed.cause, failed.cause
+    finally:
+        source.close()
+
+
+def test_timestamps_that_do_not_increase_go_to_the_cpu(monkeypatch, media):
+    """Elsewhere (H.264 here) NVDEC's own labels are used; a repeated one is not ffmpeg's."""
+    source, _ = stand_in_source(monkeypatch, media["cuts"], mislabel=(40,))
+    try:
+        info, _ = plan_video(media["cuts"])
+        failed, _ = decode(source, DecodeTask(1, info, WHOLE_VIDEO))
+        assert isinstance(failed, TaskFailed) and failed.fallback
+        assert "NVDEC's timestamps do not increase" in failed.cause, failed.cause
+    finally:
+        source.close()

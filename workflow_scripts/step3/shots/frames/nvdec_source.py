@@ -40,7 +40,7 @@ from shots.frames.messages import DecodeReport, DecodeTask, TaskDone, TaskFailed
 from shots.frames.ffmpeg_reader import check_coverage
 from shots.frames.probe import DecodeError, VideoInfo
 from shots.frames.segments import plan_video
-from shots.frames.nvdec_task import BATCH_FRAMES, PIX_FMTS, Cancelled, TaskRun
+from shots.frames.nvdec_task import BATCH_FRAMES, ONE_FRAME_PER_PACKET, PIX_FMTS, Cancelled, TaskRun, shown_pts
 from shots.frames.swscale_exact import NotExact, scale_plan
 
 SESSIONS = 8           # 7 NVDEC engines on an H100/H200; 8 sessions reach the bare loop's 4.5k 1080p frames/s
@@ -166,6 +166,7 @@ class _Session:
     decoder: object = None
     time_base: Optional[Fraction] = None
     position: Optional[Tuple[VideoInfo, int]] = None
+    shown: Optional[List[int]] = None  # its video's frames' pts by index (nvdec_task.ONE_FRAME_PER_PACKET)
 
     def add(self, step: str, amount: float) -> None:
         """Seconds (or frames) to its ``step``, for totals()."""
@@ -331,7 +332,7 @@ class NvdecFrameSource:
             return self._converters[key]
 
     def _task_run(self, session: _Session, task: DecodeTask, time_base: Fraction, offset: int) -> "TaskRun":
-        return TaskRun(self, session, task, time_base, offset)
+        return TaskRun(self, session, task, time_base, offset, session.shown)
 
     def _decode(self, session: _Session, task: DecodeTask, stream) -> DecodeReport:
         info, seg = task.info, task.segment
@@ -352,7 +353,7 @@ class NvdecFrameSource:
                 run = self._task_run(session, task, session.time_base, offset)
                 run.decode(session.decoder)
                 run.flush()
-            self._check_complete(run, task)
+            self._check_complete(run, task, session.shown)
         except BaseException:
             self._end_decoder(session)
             raise
@@ -371,6 +372,10 @@ class NvdecFrameSource:
         check_caps(self._nvc, self.gpu, demuxer, info)
         del demuxer
         t = time.perf_counter()
+        if info.codec in ONE_FRAME_PER_PACKET:
+            session.shown = shown_pts(info.path, info.stream_index)
+            session.add("packets", time.perf_counter() - t)
+            t = time.perf_counter()
         # The session's own stream, handed to the decoder too: its copies and
         # ours are ordered on it, and wait neither for the model's batches nor
         # for the other sessions (on the legacy default stream: 1.2k 1080p frames/s).
@@ -381,7 +386,7 @@ class NvdecFrameSource:
 
     @staticmethod
     def _end_decoder(session: _Session) -> None:
-        decoder, session.decoder, session.position = session.decoder, None, None
+        decoder, session.decoder, session.position, session.shown = session.decoder, None, None, None
         if decoder is not None:
             t = time.perf_counter()
             try:
@@ -391,10 +396,13 @@ class NvdecFrameSource:
             session.add("end", time.perf_counter() - t)
 
     @staticmethod
-    def _check_complete(run: "TaskRun", task: DecodeTask) -> None:
+    def _check_complete(run: "TaskRun", task: DecodeTask, shown: Optional[List[int]] = None) -> None:
         """A ThreadedDecoder that fails in its own thread just ends early:
-        such a task goes to the CPU, which says what the file really holds."""
+        such a task goes to the CPU, which says what the file really holds.
+        Frames labelled by their packets must be as many as the packets."""
         seg = task.segment
+        if shown is not None and seg.frames is None and run.count != len(shown):
+            raise NotExact(f"NVDEC gave {run.count} frames for {len(shown)} packets")
         if seg.frames is not None and run.count != seg.frames:
             raise RuntimeError(f"NVDEC gave {run.count} frames instead of {seg.frames}")
         if seg.frames is None:

@@ -2,10 +2,12 @@
 decoded surfaces stacked into a batch in device memory with one copy, the
 batch converted in one pass to ffmpeg's 48x27 RGB frames, and the frames
 handed over in device memory with the timestamps ffmpeg would print."""
+import os
+import subprocess
 import threading
 import time
 from fractions import Fraction
-from typing import List
+from typing import List, Optional
 
 from shots.frames.messages import DecodeTask, FrameChunk, FramesReady, MemoryChunk
 from shots.frames.swscale_exact import NotExact
@@ -13,6 +15,35 @@ from shots.frames.swscale_exact import NotExact
 BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
 # The 4:2:0 formats NVDEC gives and the exact conversion takes: (bits of P016 padding, name).
 PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
+
+
+# Codecs whose every packet shows exactly one frame (VP9's superframes, AV1's
+# temporal units: hidden frames travel inside the packet of a shown one), in
+# the packets' order. NVDEC's own label is wrong there: on the H200 the shown
+# frame of a VP9 superframe got the frame before's pts (0.40 s where ffmpeg
+# says 0.44 s), so these frames take their packet's pts.
+ONE_FRAME_PER_PACKET = {"vp9", "av1"}
+
+
+def shown_pts(path, stream_index: int, timeout: float = 120.0) -> List[int]:
+    """The pts of a video's packets in file order, those the demuxer discards
+    left out (ffprobe; the same packets segments.py counts frames by)."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", str(stream_index), "-show_entries", "packet=pts,flags",
+           "-of", "csv=p=0", os.path.abspath(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NotExact(f"its packets' timestamps could not be read ({type(exc).__name__})") from None
+    pts = []
+    for line in out.splitlines():
+        value, _, flags = line.strip().partition(",")
+        if "D" in flags:
+            continue
+        try:
+            pts.append(int(value))
+        except ValueError:
+            raise NotExact("a packet without a timestamp") from None
+    return pts
 
 
 def ffmpeg_time(pts: int, offset: int, time_base: Fraction) -> float:
@@ -52,7 +83,7 @@ class TaskRun:
     """One task's frames: decoded batches stacked, converted and sent."""
 
     def __init__(self, source, session, task: DecodeTask, time_base: Fraction,
-                 offset: int):
+                 offset: int, shown: Optional[List[int]] = None):
         info = task.info
         torch = source._torch
         self.source, self.session, self.task, self.torch = source, session, task, torch
@@ -67,6 +98,9 @@ class TaskRun:
         self.time_base, self.offset = time_base, offset
         self.start = task.segment.start
         self.limit = task.segment.frames
+        self.first = task.segment.first  # the video's index of the task's first frame
+        self.shown = shown               # every frame's pts by index (ONE_FRAME_PER_PACKET), or None
+        self.last_pts: Optional[int] = None
 
     @property
     def full(self) -> bool:
@@ -99,12 +133,12 @@ class TaskRun:
         """Decoded frames (valid until the decoder's next batch): their
         timestamps, then one copy into the batch (done before returning)."""
         pts = [f.getPTS() for f in frames]
-        times = [ffmpeg_time(p, self.offset, self.time_base) for p in pts]
         skip = 0
         if self.start is not None and not self.count and not self.filled:
             # A segment goes on from the last one's end: its first frame is the planned keyframe.
             if abs(float(pts[0] * self.time_base) - self.start) > 1e-4:
                 return False
+        times = [ffmpeg_time(p, self.offset, self.time_base) for p in self.labels(pts)]
         take = len(frames)
         if self.limit is not None:
             take = min(take, self.limit - self.count - self.filled)
@@ -125,6 +159,23 @@ class TaskRun:
             if self.filled == BATCH_FRAMES:
                 self.flush()
         return True
+
+    def labels(self, pts: List[int]) -> List[int]:
+        """The pts ffmpeg gives these frames: their packets' where a packet
+        shows one frame; elsewhere NVDEC's, which must increase (ffmpeg's do
+        in a sound file; anything else goes to the CPU, which says what it is)."""
+        if self.shown is not None:
+            index = self.first + self.count + self.filled
+            if index + len(pts) > len(self.shown):
+                raise NotExact(f"NVDEC gave more frames than the file has packets ({len(self.shown)})")
+            labels = self.shown[index:index + len(pts)]
+            self.session.add("relabelled", sum(a != b for a, b in zip(pts, labels)))  # (for the trace)
+            return labels
+        for p in pts:
+            if self.last_pts is not None and p <= self.last_pts:
+                raise NotExact(f"NVDEC's timestamps do not increase ({p} after {self.last_pts})")
+            self.last_pts = p
+        return pts
 
     def flush(self) -> None:
         if not self.filled:
