@@ -5,9 +5,10 @@ NVDEC run's time goes; the results are the script's own.
 
     python bench/nvdec_trace.py TRACE.json run_transnet.py's arguments...
 
-``summarize(TRACE.json)`` returns the lines the benchmark prints. Two
-knobs, for experiments only: STEP3_TRACE_SWITCH (Python's GIL switch
-interval, seconds) and STEP3_TRACE_BATCH (NVDEC surfaces per batch). A
+``summarize(TRACE.json)`` returns the lines the benchmark prints. Knobs,
+for experiments only: STEP3_TRACE_SWITCH (Python's GIL switch interval,
+seconds), STEP3_TRACE_BATCH (NVDEC surfaces per batch), STEP3_TRACE_GRAPHS=1
+(the conversion as CUDA graphs, nvdec_graph.py). A
 sampler thread notes every 10 ms where the main, inference and NVDEC
 threads are (their innermost frame in STEP3's code).
 """
@@ -124,6 +125,9 @@ def main() -> int:
     if os.environ.get("STEP3_TRACE_BATCH"):
         from shots.frames import nvdec_source, nvdec_task
         nvdec_task.BATCH_FRAMES = nvdec_source.BATCH_FRAMES = int(os.environ["STEP3_TRACE_BATCH"])
+    if os.environ.get("STEP3_TRACE_GRAPHS") == "1":
+        from shots.frames import nvdec_graph
+        nvdec_graph.ENABLED = True
     stop = threading.Event()
     sampler = threading.Thread(target=sample_threads, args=(samples, stop), daemon=True)
     sampler.start()

@@ -166,11 +166,15 @@ def decode_on_cpu(task):
     return np.concatenate(frames), reader.finish()
 
 
-def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda-graphs"])
+def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips, graphs, monkeypatch):
     """Byte for byte, with the same timestamps: whole videos, and the segments
     of a full-HD one in order (each goes on where the last stopped, in the
     same session), in batches that must not be overwritten by the decoder's
-    thread while they are copied."""
+    thread while they are copied; with the conversion eager, and replayed as
+    CUDA graphs (nvdec_graph.py: full batches; the last, partial one eager)."""
+    from shots.frames import nvdec_graph
+    monkeypatch.setattr(nvdec_graph, "ENABLED", graphs)
     hd = tmp_path / "hd.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=25:duration=12,noise=alls=30:allf=t",
            "-colorspace", "bt709", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
@@ -188,7 +192,9 @@ def test_nvdec_frames_are_ffmpeg_frames(tmp_path, nvdec, clips):
             name = f"{task.info.path.name} from frame {task.segment.first}"
             assert got.shape == want.shape and np.array_equal(got, want), name
             assert report.timestamps == want_report.timestamps, name
-        print("sessions' totals:", source.totals())  # "relabelled": VP9 frames NVDEC gave another pts
+        totals = source.totals()
+        print("sessions' totals:", totals)  # "relabelled": VP9 frames NVDEC gave another pts
+        assert not totals.get("graph_failed") and bool(totals.get("graphs")) == graphs, totals
     finally:
         source.close()
 

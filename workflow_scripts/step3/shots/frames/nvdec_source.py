@@ -167,6 +167,8 @@ class _Session:
     time_base: Optional[Fraction] = None
     position: Optional[Tuple[VideoInfo, int]] = None
     shown: Optional[List[int]] = None  # its video's frames' pts by index (nvdec_task.ONE_FRAME_PER_PACKET)
+    graph: object = None               # its last GraphedConversion (nvdec_graph.py), if any
+    graph_failed: bool = False
 
     def add(self, step: str, amount: float) -> None:
         """Seconds (or frames) to its ``step``, for totals()."""

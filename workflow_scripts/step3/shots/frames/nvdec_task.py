@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import List, Optional
 
 from shots.frames.messages import DecodeTask, FrameChunk, FramesReady, MemoryChunk
+from shots.frames.nvdec_graph import graphed
 from shots.frames.swscale_exact import NotExact
 
 BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 MB while converted)
@@ -91,7 +92,9 @@ class TaskRun:
         self.shift, _ = PIX_FMTS[info.pix_fmt]
         self.height, self.width = info.height, info.width
         dtype = torch.uint8 if self.shift == 0 else torch.int16
-        self.batch = torch.empty((BATCH_FRAMES, info.height * 3 // 2, info.width), dtype=dtype, device=source.device)
+        shape = (BATCH_FRAMES, info.height * 3 // 2, info.width)
+        self.graphed = graphed(session, torch, self.convert, shape, dtype, info.height, self.shift, source.device)
+        self.batch = self.graphed.input if self.graphed else torch.empty(shape, dtype=dtype, device=source.device)
         self.filled = 0
         self.count = 0
         self.timestamps: List[float] = []
@@ -181,12 +184,14 @@ class TaskRun:
         if not self.filled:
             return
         t = time.perf_counter()
-        from shots.frames.yuv_to_rgb import split_semiplanar
-        planes = self.batch[:self.filled]
-        if self.shift:
-            planes = planes.to(self.torch.int32) & 0xFFFF  # P016's samples, unsigned
-        y, u, v = split_semiplanar(planes, self.height, self.shift)
-        rgb = self.convert(y, u, v)
+        if self.graphed is not None and self.filled == BATCH_FRAMES:
+            rgb = self.graphed()
+        else:
+            from shots.frames.yuv_to_rgb import split_semiplanar
+            planes = self.batch[:self.filled]
+            if self.shift:
+                planes = planes.to(self.torch.int32) & 0xFFFF  # P016's samples, unsigned
+            rgb = self.convert(*split_semiplanar(planes, self.height, self.shift))
         self.torch.cuda.current_stream().synchronize()  # complete before another stream reads it
         n, self.filled = self.filled, 0
         self.count += n
