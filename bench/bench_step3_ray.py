@@ -144,7 +144,9 @@ class Head:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
+        cli = Path(sys.executable).parent / "ray"  # (an unpacked wheel has no console script: its module)
+        ray_cli = [str(cli)] if cli.exists() else [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+        subprocess.run([*ray_cli, "start", "--head", f"--port={port}",
                         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp}"],
                        env=dict(os.environ, **QUIET, **self.env), check=True, capture_output=True, timeout=300)
         self.address = f"127.0.0.1:{port}"
