@@ -5,9 +5,11 @@ the model's thread share (traced on the H200: conversion was 53 % of the
 sessions' time, a few ms of it on the GPU).
 
 The same kernels on the same static input, so the frames are the eager
-conversion's. Off unless STEP3_NVDEC_GRAPHS=1 (an experiment until the H200
-shows it exact and faster); a capture that fails leaves that session on the
-eager conversion."""
+conversion's: byte for byte on the H200 (test_nvdec_gpu.py, where a session's
+conversion took 31 us a frame instead of 79 us). Off unless
+STEP3_NVDEC_GRAPHS=1: in the engine (8 sessions, the model beside) the first
+try hung, so it stays an experiment until the H200 shows it exact, alive and
+faster there. A capture that fails leaves that session on the eager conversion."""
 import os
 import threading
 
@@ -36,13 +38,20 @@ class GraphedConversion:
         # default stream), not the session's, which the decoder's own thread uses.
         stream = torch.cuda.Stream(device=device)
         stream.wait_stream(torch.cuda.current_stream(device))
+        # capture_begin/end, not torch.cuda.graph(), whose entry synchronizes
+        # the whole device, collects garbage and empties the allocator's cache
+        # while the other sessions, their decoders and the model run (the
+        # first try, with torch.cuda.graph(), hung the engine on the H200).
         with _CAPTURE, torch.cuda.stream(stream):
             for _ in range(WARMUP_RUNS):
                 run()
             stream.synchronize()
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"):
+            self.graph.capture_begin(capture_error_mode="thread_local")
+            try:
                 self.output = run()
+            finally:
+                self.graph.capture_end()
         torch.cuda.current_stream(device).wait_stream(stream)
 
     def __call__(self):
