@@ -166,7 +166,7 @@ class _Session:
     decoder: object = None
     time_base: Optional[Fraction] = None
     position: Optional[Tuple[VideoInfo, int]] = None
-    shown: Optional[List[int]] = None  # its video's frames' pts by index (nvdec_task.ONE_FRAME_PER_PACKET)
+    shown: Optional[List[int]] = None  # its video's frames' pts by index (nvdec_task.shown_pts)
     graph: object = None               # its last GraphedConversion (nvdec_graph.py), if any
     graph_failed: bool = False
 
@@ -374,10 +374,9 @@ class NvdecFrameSource:
         check_caps(self._nvc, self.gpu, demuxer, info)
         del demuxer
         t = time.perf_counter()
-        if info.codec in ONE_FRAME_PER_PACKET:
-            session.shown = shown_pts(info.path, info.stream_index)
-            session.add("packets", time.perf_counter() - t)
-            t = time.perf_counter()
+        session.shown = shown_pts(info.path, info.stream_index, info.codec in ONE_FRAME_PER_PACKET)
+        session.add("packets", time.perf_counter() - t)
+        t = time.perf_counter()
         # The session's own stream, handed to the decoder too: its copies and
         # ours are ordered on it, and wait neither for the model's batches nor
         # for the other sessions (on the legacy default stream: 1.2k 1080p frames/s).
@@ -401,10 +400,8 @@ class NvdecFrameSource:
     def _check_complete(run: "TaskRun", task: DecodeTask, shown: Optional[List[int]] = None) -> None:
         """A ThreadedDecoder that fails in its own thread just ends early:
         such a task goes to the CPU, which says what the file really holds.
-        Frames labelled by their packets must be as many as the packets."""
+        A whole video's frames must be as many as its packets."""
         seg = task.segment
-        if shown is not None and seg.frames is None and run.count != len(shown):
-            raise NotExact(f"NVDEC gave {run.count} frames for {len(shown)} packets")
         if seg.frames is not None and run.count != seg.frames:
             raise RuntimeError(f"NVDEC gave {run.count} frames instead of {seg.frames}")
         if seg.frames is None:
@@ -414,3 +411,5 @@ class NvdecFrameSource:
                 check_coverage(task.info, run.timestamps)
             except DecodeError as exc:
                 raise RuntimeError(f"NVDEC stopped early ({exc})") from None
+            if shown is not None and run.count != len(shown):
+                raise NotExact(f"NVDEC gave {run.count} frames for {len(shown)} packets")

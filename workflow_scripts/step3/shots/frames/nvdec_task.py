@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from fractions import Fraction
-from typing import List, Optional
+from typing import List
 
 from shots.frames.messages import DecodeTask, FrameChunk, FramesReady, MemoryChunk
 from shots.frames.nvdec_graph import graphed
@@ -18,17 +18,20 @@ BATCH_FRAMES = 32      # surfaces converted at once (a 1080p batch: 100 MB, 400 
 PIX_FMTS = {"yuv420p": (0, "yuv420p"), "yuvj420p": (0, "yuvj420p"), "yuv420p10le": (6, "yuv420p10le")}
 
 
-# Codecs whose every packet shows exactly one frame (VP9's superframes, AV1's
-# temporal units: hidden frames travel inside the packet of a shown one), in
-# the packets' order. NVDEC's own label is wrong there: on the H200 the shown
-# frame of a VP9 superframe got the frame before's pts (0.40 s where ffmpeg
-# says 0.44 s), so these frames take their packet's pts.
+# The frames ffmpeg shows are the packets' timestamps in order (segments.py
+# counts frames by the same rule). Codecs whose every packet shows exactly
+# one frame (VP9's superframes, AV1's temporal units: hidden frames travel
+# inside the packet of a shown one) show them in the file's order, and take
+# their packet's pts: NVDEC's own label is wrong there (on the H200 the shown
+# frame of a VP9 superframe got the frame before's pts, 0.40 s where ffmpeg
+# says 0.44 s). Elsewhere (reordered B-frames) the order is the pts', and
+# NVDEC's labels must be those, or the video goes to ffmpeg.
 ONE_FRAME_PER_PACKET = {"vp9", "av1"}
 
 
-def shown_pts(path, stream_index: int, timeout: float = 120.0) -> List[int]:
-    """The pts of a video's packets in file order, those the demuxer discards
-    left out (ffprobe; the same packets segments.py counts frames by)."""
+def shown_pts(path, stream_index: int, file_order: bool, timeout: float = 120.0) -> List[int]:
+    """The pts of the frames ffmpeg will show, by index: the video's packets'
+    (those the demuxer discards left out), in the file's order or sorted."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", str(stream_index), "-show_entries", "packet=pts,flags",
            "-of", "csv=p=0", os.path.abspath(path)]
     try:
@@ -43,8 +46,8 @@ def shown_pts(path, stream_index: int, timeout: float = 120.0) -> List[int]:
         try:
             pts.append(int(value))
         except ValueError:
-            raise NotExact("a packet without a timestamp") from None
-    return pts
+            raise NotExact("a packet without a timestamp (ffmpeg would guess it)") from None
+    return pts if file_order else sorted(pts)
 
 
 def ffmpeg_time(pts: int, offset: int, time_base: Fraction) -> float:
@@ -84,7 +87,7 @@ class TaskRun:
     """One task's frames: decoded batches stacked, converted and sent."""
 
     def __init__(self, source, session, task: DecodeTask, time_base: Fraction,
-                 offset: int, shown: Optional[List[int]] = None):
+                 offset: int, shown: List[int]):
         info = task.info
         torch = source._torch
         self.source, self.session, self.task, self.torch = source, session, task, torch
@@ -102,8 +105,8 @@ class TaskRun:
         self.start = task.segment.start
         self.limit = task.segment.frames
         self.first = task.segment.first  # the video's index of the task's first frame
-        self.shown = shown               # every frame's pts by index (ONE_FRAME_PER_PACKET), or None
-        self.last_pts: Optional[int] = None
+        self.shown = shown               # every frame's pts by index (shown_pts), or None
+        self.relabel = task.info.codec in ONE_FRAME_PER_PACKET
 
     @property
     def full(self) -> bool:
@@ -164,21 +167,19 @@ class TaskRun:
         return True
 
     def labels(self, pts: List[int]) -> List[int]:
-        """The pts ffmpeg gives these frames: their packets' where a packet
-        shows one frame; elsewhere NVDEC's, which must increase (ffmpeg's do
-        in a sound file; anything else goes to the CPU, which says what it is)."""
-        if self.shown is not None:
-            index = self.first + self.count + self.filled
-            if index + len(pts) > len(self.shown):
-                raise NotExact(f"NVDEC gave more frames than the file has packets ({len(self.shown)})")
-            labels = self.shown[index:index + len(pts)]
+        """The pts ffmpeg gives these frames (shown_pts): NVDEC's own must be
+        those, except where a packet shows one frame, whose pts it takes
+        (anything else goes to the CPU, which says what the file holds)."""
+        index = self.first + self.count + self.filled
+        if index + len(pts) > len(self.shown):
+            raise NotExact(f"NVDEC gave more frames than the file has packets ({len(self.shown)})")
+        labels = self.shown[index:index + len(pts)]
+        if labels != pts:
+            if not self.relabel:
+                i = next(i for i, (a, b) in enumerate(zip(pts, labels)) if a != b)
+                raise NotExact(f"NVDEC's frame {index + i} has pts {pts[i]}, its packet {labels[i]}")
             self.session.add("relabelled", sum(a != b for a, b in zip(pts, labels)))  # (for the trace)
-            return labels
-        for p in pts:
-            if self.last_pts is not None and p <= self.last_pts:
-                raise NotExact(f"NVDEC's timestamps do not increase ({p} after {self.last_pts})")
-            self.last_pts = p
-        return pts
+        return labels
 
     def flush(self) -> None:
         if not self.filled:
