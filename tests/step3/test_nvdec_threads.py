@@ -214,3 +214,43 @@ def test_timestamps_that_are_not_the_packets_go_to_the_cpu(monkeypatch, media):
         assert "NVDEC's frame 40 has pts" in failed.cause, failed.cause
     finally:
         source.close()
+
+
+def source_for(decoder, folder, model_device, monkeypatch=None):
+    """frame_source() for ``decoder`` beside a model on ``model_device``: (source, what it said)."""
+    from shots.config import load_config
+    from shots.executors.local import frame_source
+    config = load_config(["--input-dir", str(folder), "--decoder", decoder], environ={})
+    said = []
+    return frame_source(2, config, model_device, lambda level, text: said.append((level, text))), said
+
+
+@pytest.mark.parametrize("decoder", ["auto", "nvdec"])
+def test_auto_and_nvdec_decode_with_nvdec_beside_a_gpu_model(monkeypatch, media, decoder):
+    from shots.frames.mixed_source import MixedFrameSource
+    stand_in_source(monkeypatch, media["cuts"])[0].close()  # the stand-in library, CUDA's calls made no-ops
+    source, said = source_for(decoder, media["cuts"].parent, "cuda:0")
+    try:
+        assert isinstance(source, MixedFrameSource)
+        assert said == [("info", f"decoder {decoder}: NVDEC on cuda:0 (8 sessions) beside 2 ffmpeg decoder "
+                                 f"process(es)")], said
+    finally:
+        source.close()
+
+
+def test_without_nvdec_auto_says_so_and_nvdec_warns(monkeypatch, media):
+    from shots.frames.mixed_source import MixedFrameSource
+
+    def no_library():
+        raise nvdec_source.NvdecUnavailable("no CUDA GPU")
+    monkeypatch.setattr(nvdec_source, "load_library", no_library)
+    for decoder, model_device, want in (
+            ("auto", "cuda:0", [("info", "decoder auto: ffmpeg on the CPU (no CUDA GPU)")]),
+            ("nvdec", "cuda:0", [("warning", "decoder 'nvdec': no CUDA GPU; decoding with ffmpeg on the CPU")]),
+            ("auto", "cpu", []),   # a CPU model: nothing to say
+            ("cpu", "cuda:0", [])):
+        source, said = source_for(decoder, media["cuts"].parent, model_device)
+        try:
+            assert not isinstance(source, MixedFrameSource) and said == want, (decoder, model_device, said)
+        finally:
+            source.close()

@@ -206,12 +206,14 @@ HELP = {
     "log_dir": "folder of the run logs",
     "videos": "only these videos: paths relative to input_dir, comma-separated or as a JSON list "
               "(default: every video found)",
-    "decoder": "nvdec (NVDEC on an NVIDIA GPU for the large pictures it decodes, exactly ffmpeg's frames, "
-               "ffmpeg on the CPU beside it; needs requirements/transnet_env_gpu.txt), cpu, or auto "
-               "(today: cpu, which was the faster on the H200)",
+    "decoder": "auto (NVDEC where the model runs on an NVIDIA GPU and PyNvVideoCodec is installed, "
+               "requirements/transnet_env_gpu.txt: it takes the large pictures it decodes, exactly ffmpeg's "
+               "frames, with ffmpeg on the CPU beside it; elsewhere ffmpeg), nvdec (the same, with a warning "
+               "where it cannot), or cpu (ffmpeg only)",
     "executor": "local (this machine) or ray (a Ray cluster, see ray_address)",
     "ray_address": "with executor ray: \"\" starts a local Ray instance sized to this machine, "
-                   "\"auto\" joins the cluster started here with `ray start`, or ray://host:10001",
+                   "\"auto\" joins the cluster started here with `ray start`, host:port joins that head "
+                   "(Ray Client's ray:// cannot carry the decoding tasks and is refused)",
 }
 
 if not set(VALIDATORS) == {f.name for f in fields(Config)} == set(HELP):
