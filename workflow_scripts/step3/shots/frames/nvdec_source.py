@@ -7,7 +7,9 @@ thread takes the decoded NV12/P016 surfaces 32 at a time, stacks them into a
 batch in device memory with one copy, and converts the batch in one pass to
 the 48x27 RGB frames ffmpeg's default scaler makes (swscale_exact.py,
 yuv_to_rgb.py: identical bytes). Timestamps are computed as STEP3's ffmpeg
-command prints them, so results are the same files.
+command prints them, from the video's packets (nvdec_task.shown_pts: NVDEC's
+own must match them, except for VP9 and AV1, whose frames take them), so
+results are the same files.
 
 Measured on the H200 (16 cores, 8 sessions, 1080p H.264; bench/RESULTS.md):
 a bare PyNvVideoCodec decode loop reaches 4,680 frames/s. The first version
